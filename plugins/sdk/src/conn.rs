@@ -1,0 +1,147 @@
+//! [`Connection`]: the byte streams the host hands a plugin, as `std::io` types.
+
+use std::io::{self, BufRead, ErrorKind, Read, Write};
+
+use crate::worlds::full::wasi::io::poll::{Pollable, poll};
+use crate::worlds::full::wasi::io::streams::{InputStream, OutputStream, StreamError};
+use crate::{ConnectionInfo, Room};
+
+/// Bytes asked for per read from the host; large reads keep bulk transfers cheap.
+const READ_CHUNK: u64 = 64 * 1024;
+
+/// One conversation: the peer's bytes in, ours out.
+///
+/// Implements [`Read`], [`BufRead`] and [`Write`]; the end of the peer's stream reads as
+/// `Ok(0)`. Writes go out as the host accepts them (the host applies backpressure when the
+/// peer does not read); [`Connection::send`] writes and flushes, like `sendall`.
+pub struct Connection {
+    info: ConnectionInfo,
+    // Pollables are children of their streams: they are declared (and so dropped) first.
+    input_ready: Pollable,
+    output_ready: Pollable,
+    input: InputStream,
+    output: OutputStream,
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
+}
+
+/// What [`Connection::wait`] saw first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Bytes (or the end of the stream) can be read without blocking.
+    Input,
+    /// A message is waiting in the room.
+    Room,
+}
+
+impl Connection {
+    /// Wraps the streams handed to `handle-connection`.
+    pub fn new(info: ConnectionInfo, input: InputStream, output: OutputStream) -> Self {
+        Connection {
+            info,
+            input_ready: input.subscribe(),
+            output_ready: output.subscribe(),
+            input,
+            output,
+            buf: Vec::new(),
+            pos: 0,
+            eof: false,
+        }
+    }
+
+    /// Who is on the other end, and how they reached us.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// The peer's address (`HOST:PORT`), or the device path of a serial line.
+    pub fn peer(&self) -> &str {
+        &self.info.peer
+    }
+
+    /// Writes all of `data` and flushes it, like a socket's `sendall`.
+    pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        self.write_all(data)?;
+        self.flush()
+    }
+
+    /// Blocks until input can be read or a room message is waiting; input wins a tie.
+    pub fn wait(&mut self, room: &Room) -> Event {
+        if self.pos < self.buf.len() || self.eof {
+            return Event::Input;
+        }
+        let ready = poll(&[&self.input_ready, room.pollable()]);
+        if ready.contains(&0) { Event::Input } else { Event::Room }
+    }
+
+    /// Bytes already received and not yet consumed (never blocks).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+}
+
+fn stream_error(err: StreamError, closed: ErrorKind) -> io::Error {
+    match err {
+        StreamError::Closed => io::Error::new(closed, "the connection is closed"),
+        StreamError::LastOperationFailed(e) => io::Error::new(ErrorKind::ConnectionReset, e.to_debug_string()),
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Connection {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.pos == self.buf.len() && !self.eof {
+            match self.input.blocking_read(READ_CHUNK) {
+                Ok(bytes) => {
+                    // The host's vector becomes our buffer: no second copy.
+                    self.buf = bytes;
+                    self.pos = 0;
+                }
+                Err(StreamError::Closed) => self.eof = true,
+                Err(e) => return Err(stream_error(e, ErrorKind::UnexpectedEof)),
+            }
+        }
+        Ok(&self.buf[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.buf.len());
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let permit = self.output.check_write().map_err(|e| stream_error(e, ErrorKind::BrokenPipe))?;
+            if permit == 0 {
+                self.output_ready.block();
+                continue;
+            }
+            let n = data.len().min(usize::try_from(permit).unwrap_or(usize::MAX));
+            self.output.write(&data[..n]).map_err(|e| stream_error(e, ErrorKind::BrokenPipe))?;
+            return Ok(n);
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.output.flush().map_err(|e| stream_error(e, ErrorKind::BrokenPipe))?;
+        // `check-write` reports 0 until the flush has completed.
+        while self.output.check_write().map_err(|e| stream_error(e, ErrorKind::BrokenPipe))? == 0 {
+            self.output_ready.block();
+        }
+        Ok(())
+    }
+}
