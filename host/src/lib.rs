@@ -1,1 +1,39 @@
+//! switchboard: a native host that owns every socket and hands each connection's byte
+//! stream to its own sandboxed WebAssembly component.
+//!
+//! # Layout: the path of one connection
+//!
+//! ```text
+//! cli        command line → ServeConfig
+//! serve      load plugins, bind listeners (prints `listening NAME tcp://ADDR`), accept,
+//!            drain on shutdown
+//!   listen     listener address syntax (PORT | HOST:PORT | tcp:… | udp:… | serial:…)
+//!   plugin     file → validated component: compile off the async threads, link, match a
+//!              world, call describe()
+//!   runtime    engine (pooling allocator, epoch ticker), linker, instance semaphore
+//!   session    one connection: Store + instance, streams handed over, outcome logged,
+//!              last bytes delivered, Store dropped
+//!     stream     wasi input/output streams backed by the connection halves
+//!     hub        rooms for cross-connection messages (the `hub` interface)
+//!     logpipe    plugin stdout/stderr → host log
+//!     closer     host-initiated graceful close of one connection
+//!     state      what a Store holds
+//! check      `switchboard check`
+//! bindings   wasmtime bindgen of wit/switchboard.wit
+//! ```
 
+#![deny(missing_docs)]
+
+pub mod bindings;
+pub mod check;
+pub mod cli;
+pub mod closer;
+pub mod hub;
+pub mod listen;
+pub mod logpipe;
+pub mod plugin;
+pub mod runtime;
+pub mod serve;
+pub mod session;
+pub mod state;
+pub mod stream;

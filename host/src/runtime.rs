@@ -1,0 +1,155 @@
+//! [`Runtime`]: the wasmtime engine, linker and shared state every plugin runs on.
+//!
+//! One engine with the pooling allocator (sized for [`RuntimeOptions::max_instances`]
+//! concurrent instances), epoch interruption driven by one ticker thread, and a semaphore
+//! in front of instantiation so a burst of connections waits for a slot instead of
+//! failing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::WasiCtx;
+
+use crate::closer::Closer;
+use crate::hub::{Hub, HubLimits};
+use crate::logpipe::{Channel, LogOutput};
+use crate::state::State;
+
+/// How often the epoch ticks: a running guest yields to other connections at least this often.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Sizing of the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Most plugin instances alive at once (connections + `describe()` calls).
+    pub max_instances: u32,
+    /// Largest linear memory one instance may grow to, in bytes.
+    pub memory_limit: usize,
+    /// Bounds of the hub's per-member queues.
+    pub hub: HubLimits,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions { max_instances: 10_000, memory_limit: 64 << 20, hub: HubLimits::default() }
+    }
+}
+
+/// The engine, linker and shared state; one per host process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<State>,
+    hub: Hub,
+    instances: Arc<Semaphore>,
+    next_conn: AtomicU64,
+    options: RuntimeOptions,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine and linker and starts the epoch ticker.
+    pub fn new(options: RuntimeOptions) -> wasmtime::Result<Arc<Runtime>> {
+        let n = options.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            // Components made by other toolchains hold several core instances and memories.
+            .total_core_instances(n.saturating_mul(4))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_memory_size(options.memory_limit);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .memory_reservation(options.memory_limit as u64)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        crate::bindings::switchboard::plugin::hub::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        crate::bindings::switchboard::plugin::types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        }
+
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            hub: Hub::new(options.hub),
+            instances: Arc::new(Semaphore::new(n as usize)),
+            next_conn: AtomicU64::new(1),
+            options,
+            ticker_stop,
+        }))
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The linker with WASI and the hub.
+    pub fn linker(&self) -> &Linker<State> {
+        &self.linker
+    }
+
+    /// The shared hub.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// A fresh connection id (unique for this process).
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Waits for an instance slot; hold the permit for the life of the instance.
+    pub async fn instance_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.instances.clone().acquire_owned().await.expect("the instance semaphore is never closed")
+    }
+
+    /// A new `Store` for one instance of `plugin`: environment from `settings`, output to
+    /// the log, no files, no network; memory limited and yielding at every epoch tick.
+    pub fn new_store(&self, plugin: &Arc<str>, conn: u64, settings: &[(String, String)], peer: String, closer: Closer) -> Store<State> {
+        let mut wasi = WasiCtx::builder();
+        wasi.envs(settings)
+            .stdout(LogOutput::new(plugin.clone(), conn, Channel::Stdout))
+            .stderr(LogOutput::new(plugin.clone(), conn, Channel::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let state = State {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().memory_size(self.options.memory_limit).build(),
+            hub: self.hub.clone(),
+            peer,
+            closer,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        store
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
