@@ -1,1 +1,135 @@
-fn main(){}
+//! `cargo xtask build | demo | test`: the project's two-command workflow.
+//!
+//! - `build`: release host + every shipped plugin (copied to `plugins/NAME.wasm`) + the
+//!   test fixtures (copied to `<target>/fixtures/`).
+//! - `demo`: build, then serve every `plugins/*.wasm` on its default listeners.
+//! - `test`: build, then run the whole suite (unit tests, SDK tests, end-to-end tests).
+//!
+//! The target directory comes from `cargo metadata`, so `CARGO_TARGET_DIR` is honoured.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Plugins built into `plugins/` (the folder users drop .wasm files into).
+const SHIPPED: &[&str] = &["echo"];
+/// Test fixtures: built like plugins, never shipped into `plugins/`.
+const FIXTURES: &[&str] = &["misbehave", "hello-cli"];
+const WASM_TARGET: &str = "wasm32-wasip2";
+const PLUGIN_PROFILE: &str = "plugin";
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = workspace_root();
+    match task.as_str() {
+        "build" => build(&root).map(|_| ()),
+        "demo" => demo(&root),
+        "test" => test(&root),
+        _ => bail!("usage: cargo xtask <build|demo|test>\n  build  release host + plugins into plugins/\n  demo   build, then serve every plugins/*.wasm on its default ports\n  test   build, then run the whole test suite"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// The target directory, as cargo sees it.
+fn target_dir(root: &Path) -> Result<PathBuf> {
+    let out = cargo(root).args(["metadata", "--format-version", "1", "--no-deps"]).output().context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    let dir = meta["target_directory"].as_str().context("cargo metadata has no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
+struct Built {
+    host: PathBuf,
+    fixtures: PathBuf,
+}
+
+fn build(root: &Path) -> Result<Built> {
+    let target = target_dir(root)?;
+    run(cargo(root).args(["build", "--release", "--package", "switchboard", "--bin", "switchboard"]))?;
+    let mut cmd = cargo(root);
+    cmd.args(["build", "--profile", PLUGIN_PROFILE, "--target", WASM_TARGET]);
+    for name in SHIPPED.iter().chain(FIXTURES) {
+        cmd.args(["--package", name]);
+    }
+    run(&mut cmd)?;
+
+    let out = target.join(WASM_TARGET).join(PLUGIN_PROFILE);
+    for name in SHIPPED {
+        let dest = root.join("plugins").join(format!("{name}.wasm"));
+        std::fs::copy(out.join(format!("{name}.wasm")), &dest).with_context(|| format!("copying {name}.wasm"))?;
+        eprintln!("xtask: built {}", dest.display());
+    }
+    let fixtures = target.join("fixtures");
+    std::fs::create_dir_all(&fixtures)?;
+    for name in FIXTURES {
+        std::fs::copy(out.join(format!("{name}.wasm")), fixtures.join(format!("{name}.wasm")))
+            .with_context(|| format!("copying fixture {name}.wasm"))?;
+    }
+    let host = target.join("release").join("switchboard");
+    eprintln!("xtask: built {}", host.display());
+    Ok(Built { host, fixtures })
+}
+
+fn demo(root: &Path) -> Result<()> {
+    let built = build(root)?;
+    let mut plugins: Vec<PathBuf> = std::fs::read_dir(root.join("plugins"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    plugins.sort();
+    let mut cmd = Command::new(&built.host);
+    cmd.current_dir(root).arg("serve");
+    for p in &plugins {
+        cmd.arg("--plugin").arg(p.strip_prefix(root).unwrap_or(p));
+    }
+    eprintln!("xtask: serving {} plugin(s); Ctrl-C to stop", plugins.len());
+    run(&mut cmd)
+}
+
+fn test(root: &Path) -> Result<()> {
+    let built = build(root)?;
+    // Separate invocations keep each package's feature set, and so the release build of
+    // wasmtime, identical to `build`'s.
+    run(cargo(root).args(["test", "--release", "--package", "switchboard-sdk"]))?;
+    run(cargo(root).args(["test", "--package", "xtask"]))?;
+    run(cargo(root)
+        .args(["test", "--release", "--package", "switchboard"])
+        .env("SWITCHBOARD_FIXTURES", &built.fixtures)
+        .env("SWITCHBOARD_PLUGINS", root.join("plugins")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_dir_comes_from_cargo() {
+        let dir = target_dir(&workspace_root()).unwrap();
+        match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(env) => assert_eq!(dir, PathBuf::from(env)),
+            None => assert_eq!(dir, workspace_root().join("target")),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: start the real `switchboard` binary on 127.0.0.1:0, read its
+//! `listening` lines, and talk to it over loopback like the seed clients do.
+//!
+//! Plugins come from `plugins/` and fixtures from `$SWITCHBOARD_FIXTURES`; both are built
+//! by `cargo xtask test`, which is how this suite is meant to run.
+
+mod check;
+mod echo;
+mod faults;
+mod support;

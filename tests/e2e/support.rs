@@ -1,0 +1,161 @@
+//! Starting the server and talking to it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long any single read or start-up may take before a test fails instead of hanging.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The `switchboard` binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_switchboard"))
+}
+
+fn dir_from_env(var: &str) -> PathBuf {
+    let dir = std::env::var_os(var).unwrap_or_else(|| panic!("{var} is not set: run the suite with `cargo xtask test`, which builds the plugins first"));
+    PathBuf::from(dir)
+}
+
+/// A shipped plugin, e.g. `plugin("echo")` → plugins/echo.wasm.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = dir_from_env("SWITCHBOARD_PLUGINS").join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: run `cargo xtask test`", path.display());
+    path
+}
+
+/// A test fixture plugin.
+pub fn fixture(name: &str) -> PathBuf {
+    let path = dir_from_env("SWITCHBOARD_FIXTURES").join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: run `cargo xtask test`", path.display());
+    path
+}
+
+/// A running `switchboard serve`; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `(plugin name, address)` for every `listening` line, in order.
+    pub listeners: Vec<(String, SocketAddr)>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `switchboard serve ARGS...` and waits for `expect` listening lines.
+    pub fn start(args: &[&str], expect: usize) -> Server {
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting switchboard");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let stderr = stderr.clone();
+            let pipe = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut s = stderr.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+        }
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut listeners = Vec::new();
+        while listeners.len() < expect {
+            let line = match rx.recv_timeout(PATIENCE) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!("no `listening` line within {PATIENCE:?}; stderr:\n{}", stderr.lock().unwrap());
+                }
+            };
+            let parts: Vec<&str> = line.split(' ').collect();
+            match parts.as_slice() {
+                ["listening", name, url] => {
+                    let addr = url.strip_prefix("tcp://").unwrap_or_else(|| panic!("unexpected listener {url}"));
+                    listeners.push((name.to_string(), addr.parse().expect("listening address")));
+                }
+                _ => panic!("unexpected stdout line {line:?}"),
+            }
+        }
+        Server { child, listeners, stderr }
+    }
+
+    /// The address of the `i`th listener.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.listeners[i].1
+    }
+
+    /// Everything the server logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("polling the server").is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `switchboard ARGS...` to completion: (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary()).args(args).stdin(Stdio::null()).output().expect("running switchboard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Connects with read/write timeouts so a test fails rather than hangs.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    s.read_exact(&mut buf).unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
+    buf
+}
+
+/// The seed echo client: sends each message and expects `Echo=>` + message back.
+pub fn seed_echo_client(addr: SocketAddr, messages: &[&[u8]]) {
+    let mut s = connect(addr);
+    for m in messages {
+        s.write_all(m).unwrap();
+        let reply = read_n(&mut s, 6 + m.len());
+        assert_eq!(reply, [b"Echo=>".as_slice(), m].concat(), "reply to {:?}", String::from_utf8_lossy(m));
+    }
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "unexpected trailing bytes {rest:?}");
+}
