@@ -149,6 +149,75 @@ pub fn write_frame<W: Write + ?Sized>(w: &mut W, payload: &[u8]) -> io::Result<(
     w.write_all(payload)
 }
 
+/// Splits bytes that arrive in arbitrary pieces into whole lines, without blocking and
+/// within a fixed memory bound: for event loops that cannot sit in [`read_line`] (a chat
+/// waiting on its socket and a hub room at once).
+///
+/// Lines end with `\n` or `\r\n` (not included). A line longer than `max` bytes is cut:
+/// its first `max` bytes are delivered flagged as cut as soon as they are known, and the
+/// rest of it, up to its end, is dropped.
+#[derive(Debug)]
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    max: usize,
+    discarding: bool,
+}
+
+impl LineSplitter {
+    /// A splitter that keeps at most `max` bytes of a line.
+    pub fn new(max: usize) -> Self {
+        LineSplitter { buf: Vec::new(), max, discarding: false }
+    }
+
+    /// Feeds the next piece of the stream; `line(bytes, cut)` is called for every line
+    /// it completes (or cuts).
+    pub fn feed(&mut self, mut data: &[u8], mut line: impl FnMut(&[u8], bool)) {
+        while !data.is_empty() {
+            let newline = data.iter().position(|&b| b == b'\n');
+            if self.discarding {
+                match newline {
+                    Some(i) => {
+                        data = &data[i + 1..];
+                        self.discarding = false;
+                    }
+                    None => return,
+                }
+                continue;
+            }
+            // Up to `max + 1` bytes may be held: the extra one can be the `\r` of a `\r\n`.
+            let room = self.max + 1 - self.buf.len();
+            match newline {
+                Some(i) if i <= room => {
+                    self.buf.extend_from_slice(&data[..i]);
+                    data = &data[i + 1..];
+                    if self.buf.last() == Some(&b'\r') {
+                        self.buf.pop();
+                    }
+                    let cut = self.buf.len() > self.max;
+                    line(&self.buf[..self.buf.len().min(self.max)], cut);
+                    self.buf.clear();
+                }
+                _ => {
+                    let take = data.len().min(room);
+                    self.buf.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    // Full, and the next byte (if known) is not the `\n` of a `\r\n`.
+                    if self.buf.len() > self.max && (self.buf.last() != Some(&b'\r') || !data.is_empty()) {
+                        line(&self.buf[..self.max], true);
+                        self.buf.clear();
+                        self.discarding = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes of an unfinished line held so far.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +349,57 @@ mod tests {
         assert_eq!(read_frame(&mut r, 1 << 20).unwrap_err().kind(), ErrorKind::InvalidData);
         let mut r = Cursor::new(vec![0, 0, 0, 9, 1, 2]);
         assert_eq!(read_frame(&mut r, 100).unwrap_err().kind(), ErrorKind::UnexpectedEof);
+    }
+
+    fn split(pieces: &[&[u8]], max: usize) -> Vec<(String, bool)> {
+        let mut splitter = LineSplitter::new(max);
+        let mut out = Vec::new();
+        for piece in pieces {
+            splitter.feed(piece, |line, cut| out.push((String::from_utf8_lossy(line).into_owned(), cut)));
+            assert!(splitter.pending().len() <= max + 1);
+        }
+        out
+    }
+
+    #[test]
+    fn splitter_joins_pieces_and_splits_packed_lines() {
+        let want = vec![("hello there".to_string(), false), ("a".into(), false), ("".into(), false), ("b".into(), false)];
+        assert_eq!(split(&[b"hel", b"lo th", b"ere\r", b"\na\n\r\nb\n"], 100), want);
+        let whole = b"hello there\r\na\n\r\nb\n";
+        let bytes: Vec<&[u8]> = whole.chunks(1).collect();
+        assert_eq!(split(&bytes, 100), want);
+    }
+
+    #[test]
+    fn splitter_cuts_long_lines_and_drops_their_rest() {
+        for step in [1, 2, 3, 100] {
+            let input = b"abcd\r\nabcde\nabcdefghij\nok\nabc\rx\n";
+            let pieces: Vec<&[u8]> = input.chunks(step).collect();
+            assert_eq!(
+                split(&pieces, 4),
+                vec![
+                    ("abcd".to_string(), false),
+                    ("abcd".into(), true),
+                    ("abcd".into(), true),
+                    ("ok".into(), false),
+                    ("abc\rx".into(), true),
+                ],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn splitter_memory_stays_bounded_on_an_endless_line() {
+        let mut splitter = LineSplitter::new(4096);
+        let mut cuts = 0;
+        for _ in 0..1000 {
+            splitter.feed(&[b'x'; 1000], |line, cut| {
+                assert!(cut && line.len() == 4096);
+                cuts += 1;
+            });
+            assert!(splitter.pending().len() <= 4097);
+        }
+        assert_eq!(cuts, 1, "one cut line; the rest of it is dropped");
     }
 }
