@@ -34,7 +34,7 @@ pub struct HubLimits {
 
 impl Default for HubLimits {
     fn default() -> Self {
-        HubLimits { max_message: 64 * 1024, queue_messages: 1024, queue_bytes: 1024 * 1024 }
+        HubLimits { max_message: 64 * 1024, queue_messages: 4096, queue_bytes: 1024 * 1024 }
     }
 }
 

@@ -50,6 +50,9 @@ pub enum ServeError {
     /// No plugin was given.
     #[error("no plugins to serve: give at least one --plugin PATH")]
     NoPlugins,
+    /// Two plugin files have the same name (file stem).
+    #[error("two plugins are named {0:?} (plugin names are file stems): rename one of the files")]
+    DuplicateName(String),
     /// A `--set` names a plugin that is not being served.
     #[error("--set {0}.…: there is no plugin named {0:?} (plugin names are file stems)")]
     UnknownPlugin(String),
@@ -102,6 +105,9 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
         return Err(ServeError::NoPlugins);
     }
     let names: Vec<String> = config.plugins.iter().map(|p| name_of(&p.path)).collect();
+    if let Some(dup) = names.iter().enumerate().find_map(|(i, n)| names[..i].contains(n).then_some(n)) {
+        return Err(ServeError::DuplicateName(dup.clone()));
+    }
     if let Some(unknown) = config.settings.keys().find(|k| !names.contains(k)) {
         return Err(ServeError::UnknownPlugin(unknown.clone()));
     }

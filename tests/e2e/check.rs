@@ -60,4 +60,5 @@ fn serve_refuses_bad_arguments_with_a_reason() {
     assert_refused(&["serve", "--plugin", &spec, "--set", "PREFIX=x"], "expected NAME.KEY=VALUE");
     assert_refused(&["serve", "--plugin", &format!("{}@127.0.0.1:99999", echo.display())], "not a port number");
     assert_refused(&["serve"], "no plugins to serve");
+    assert_refused(&["serve", "--plugin", &spec, "--plugin", &spec], "two plugins are named \"echo\"");
 }

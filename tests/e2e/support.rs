@@ -107,6 +107,22 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The server's resident memory in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("reading /proc status");
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !self.stderr().contains(needle) {
+            assert!(std::time::Instant::now() < deadline, "{needle:?} never logged:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().expect("polling the server").is_none()
@@ -158,4 +174,51 @@ pub fn seed_echo_client(addr: SocketAddr, messages: &[&[u8]]) {
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "unexpected trailing bytes {rest:?}");
+}
+
+/// A line-oriented client, like telnet or the seed's chat clients.
+pub struct LineClient {
+    /// The socket (for writes).
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    /// Our address as the server sees it (`HOST:PORT`).
+    pub addr: String,
+}
+
+impl LineClient {
+    /// Connects.
+    pub fn connect(addr: SocketAddr) -> LineClient {
+        let stream = connect(addr);
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let addr = stream.local_addr().unwrap().to_string();
+        LineClient { stream, reader, addr }
+    }
+
+    /// Wraps an already connected socket.
+    pub fn from_stream(stream: TcpStream) -> LineClient {
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let addr = stream.local_addr().unwrap().to_string();
+        LineClient { stream, reader, addr }
+    }
+
+    /// The next line, without its `\r\n`; panics on timeout or end of stream.
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).unwrap_or_else(|e| panic!("{}: reading a line: {e}", self.addr));
+        assert!(n > 0, "{}: connection closed while a line was expected", self.addr);
+        assert!(line.ends_with("\r\n"), "{}: line not ended by CRLF: {line:?}", self.addr);
+        line.truncate(line.len() - 2);
+        line
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, data: &str) {
+        self.stream.write_all(data.as_bytes()).unwrap();
+    }
+
+    /// Asserts the server closes the connection (after any bytes that were in flight).
+    pub fn expect_closed(&mut self) {
+        let mut rest = Vec::new();
+        let _ = self.reader.read_to_end(&mut rest);
+    }
 }
