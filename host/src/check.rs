@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cache::Origin;
+use crate::grants::Grants;
 use crate::plugin::Plugin;
 use crate::runtime::Runtime;
 
@@ -11,7 +13,7 @@ use crate::runtime::Runtime;
 pub async fn check(rt: &Arc<Runtime>, paths: &[PathBuf]) -> bool {
     let mut all_ok = true;
     for path in paths {
-        match Plugin::load(rt, path, Vec::new()).await {
+        match Plugin::load(rt, path, Grants::default()).await {
             Ok(plugin) => println!("{}", report(&plugin)),
             Err(e) => {
                 all_ok = false;
@@ -30,7 +32,7 @@ pub fn report(p: &Plugin) -> String {
         crate::plugin::World::Full => "meta, handler, datagram-handler",
     };
     format!(
-        "{path}: ok\n  world    {world} (exports {exports})\n  name     {name}\n  version  {version}\n  summary  {summary}\n  listen   {listen}\n  size     {size} bytes\n  sha256   {sha}\n  compile  {ms} ms",
+        "{path}: ok\n  world    {world} (exports {exports})\n  name     {name}\n  version  {version}\n  summary  {summary}\n  listen   {listen}\n  size     {size} bytes\n  sha256   {sha}\n  compile  {ms} ms{cached}",
         path = p.path.display(),
         world = p.world.name(),
         name = p.info.name,
@@ -40,5 +42,6 @@ pub fn report(p: &Plugin) -> String {
         size = p.size,
         sha = p.sha256,
         ms = p.compile_time.as_millis(),
+        cached = if p.origin == Origin::Cached { " (from the cache)" } else { "" },
     )
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cache::ArtifactCache;
 use crate::listen;
+use crate::runtime::RuntimeOptions;
 use crate::serve::{PluginSpec, ServeConfig};
 
 /// switchboard: every connection's byte stream handed to its own sandboxed WebAssembly
@@ -27,6 +29,12 @@ pub enum Command {
     /// Prints one line per bound listener to stdout: `listening NAME tcp://ADDR`.
     /// Logs go to stderr (level from RUST_LOG, default info).
     Serve(ServeArgs),
+    /// Dial HOST:PORT and run a plugin on the connection (role `dialed`).
+    ///
+    /// The plugin gets the current directory read-write as `/`, this process's stdin and
+    /// stdout, and the --set settings. Exits 0 when it returns ok, non-zero on an error
+    /// or trap, with the message.
+    Connect(ConnectArgs),
     /// Validate plugin files: which world each satisfies and its describe() info.
     ///
     /// Exits non-zero with a precise reason if any file is not a usable plugin.
@@ -48,9 +56,62 @@ pub struct ServeArgs {
     #[arg(long = "set", value_name = "NAME.KEY=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String, String)>,
 
+    /// NAME=PATH: plugin NAME sees host directory PATH, read-only, as `/`; nothing else
+    /// of the filesystem. Repeatable (one directory per plugin).
+    #[arg(long = "dir", value_name = "NAME=PATH", value_parser = parse_dir)]
+    pub dirs: Vec<(String, PathBuf)>,
+
     /// How long in-flight connections may continue after SIGINT/SIGTERM (e.g. 10s, 500ms).
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    /// Compiled-artifact cache location.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// Where compiled components are cached.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Directory of the compiled-artifact cache [default: $XDG_CACHE_HOME/switchboard or
+    /// ~/.cache/switchboard].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile every plugin afresh; read and write no cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache these flags select.
+    pub fn cache(&self) -> ArtifactCache {
+        match (&self.cache_dir, self.no_cache) {
+            (_, true) => ArtifactCache::disabled(),
+            (Some(dir), false) => ArtifactCache::at(dir),
+            (None, false) => ArtifactCache::default_dir().map_or_else(ArtifactCache::disabled, ArtifactCache::at),
+        }
+    }
+}
+
+/// `switchboard connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Where to dial (HOST:PORT).
+    #[arg(value_name = "HOST:PORT")]
+    pub addr: String,
+
+    /// The plugin to run on the connection.
+    #[arg(long, value_name = "PATH")]
+    pub plugin: PathBuf,
+
+    /// KEY=VALUE: an environment variable of the plugin; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub settings: Vec<(String, String)>,
+
+    /// Compiled-artifact cache location.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// `switchboard check`.
@@ -59,6 +120,10 @@ pub struct CheckArgs {
     /// Component files to check.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+
+    /// Compiled-artifact cache location.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 impl ServeArgs {
@@ -68,7 +133,8 @@ impl ServeArgs {
         for (plugin, key, value) in self.settings {
             settings.entry(plugin).or_default().push((key, value));
         }
-        ServeConfig { plugins: self.plugins, settings, drain_timeout: self.drain_timeout, ..Default::default() }
+        let runtime = RuntimeOptions { cache: self.cache.cache(), ..RuntimeOptions::default() };
+        ServeConfig { plugins: self.plugins, settings, dirs: self.dirs.into_iter().collect(), drain_timeout: self.drain_timeout, runtime }
     }
 }
 
@@ -94,6 +160,22 @@ pub fn parse_setting(s: &str) -> Result<(String, String, String), String> {
         return Err(format!("{s:?}: expected NAME.KEY=VALUE (empty plugin name or key)"));
     }
     Ok((name.to_string(), key.to_string(), value.to_string()))
+}
+
+/// Parses `KEY=VALUE` (VALUE may be empty).
+pub fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
+}
+
+/// Parses `NAME=PATH`.
+pub fn parse_dir(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_string(), PathBuf::from(path))),
+        _ => Err(format!("{s:?}: expected NAME=PATH (plugin name, then the directory to grant)")),
+    }
 }
 
 /// Parses `500ms`, `10s`, `2m`, `1h` (a bare number means seconds).

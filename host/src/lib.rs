@@ -17,17 +17,23 @@
 //!     hub        rooms for cross-connection messages (the `hub` interface)
 //!     logpipe    plugin stdout/stderr → host log
 //!     closer     host-initiated graceful close of one connection
+//!     grants     what a plugin may touch: settings, a directory, stdio
 //!     state      what a Store holds
+//!   cache      compiled components on disk, keyed by content and engine
 //! check      `switchboard check`
+//! connect    `switchboard connect`: dial out, run a plugin with role `dialed`
 //! bindings   wasmtime bindgen of wit/switchboard.wit
 //! ```
 
 #![deny(missing_docs)]
 
 pub mod bindings;
+pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod closer;
+pub mod connect;
+pub mod grants;
 pub mod hub;
 pub mod listen;
 pub mod logpipe;

@@ -1,10 +1,10 @@
-//! A plugin's stdout and stderr, turned into host log lines tagged with the plugin name
-//! and connection id. Lines are cut at [`MAX_LINE`] bytes so a plugin cannot make the host
-//! buffer without bound.
+//! A plugin's stdout and stderr, turned into host log lines. The plugin name and
+//! connection id come from the span the instance runs in (see `session` and `plugin`).
+//! Lines are cut at [`MAX_LINE`] bytes so a plugin cannot make the host buffer without
+//! bound.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -25,21 +25,19 @@ pub enum Channel {
 }
 
 /// A `StdoutStream` that writes into the host log.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct LogOutput {
-    plugin: Arc<str>,
-    conn: u64,
     channel: Channel,
 }
 
 impl LogOutput {
-    /// Output of `plugin` on connection `conn` (0 when loading the plugin).
-    pub fn new(plugin: Arc<str>, conn: u64, channel: Channel) -> Self {
-        LogOutput { plugin, conn, channel }
+    /// The plugin's stdout or stderr.
+    pub fn new(channel: Channel) -> Self {
+        LogOutput { channel }
     }
 
     fn writer(&self) -> LineLogger {
-        LineLogger { out: self.clone(), line: Vec::new() }
+        LineLogger { channel: self.channel, line: Vec::new() }
     }
 }
 
@@ -61,7 +59,7 @@ impl StdoutStream for LogOutput {
 
 /// Collects bytes into lines and logs each complete one.
 struct LineLogger {
-    out: LogOutput,
+    channel: Channel,
     line: Vec<u8>,
 }
 
@@ -90,10 +88,9 @@ impl LineLogger {
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches('\r');
-        let LogOutput { plugin, conn, channel } = &self.out;
-        match channel {
-            Channel::Stdout => tracing::info!(plugin = %plugin, conn = *conn, "stdout: {text}"),
-            Channel::Stderr => tracing::warn!(plugin = %plugin, conn = *conn, "stderr: {text}"),
+        match self.channel {
+            Channel::Stdout => tracing::info!("stdout: {text}"),
+            Channel::Stderr => tracing::warn!("stderr: {text}"),
         }
         self.line.clear();
     }

@@ -8,15 +8,19 @@ use anyhow::Context;
 use clap::Parser;
 use switchboard::cli::{Cli, Command};
 use switchboard::runtime::{Runtime, RuntimeOptions};
+use switchboard::session::Outcome;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `connect` is a client: its own outcome is the message, so only warnings are logged.
+    let default_filter = match cli.command {
+        Command::Connect(_) => "warn",
+        _ => "info,wasmtime=warn,cranelift=warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()))
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -35,8 +39,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 switchboard::serve::serve(args.into_config(), shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Connect(args) => {
+                let rt = Runtime::new(RuntimeOptions { max_instances: 16, cache: args.cache.cache(), ..Default::default() })
+                    .map_err(anyhow::Error::from)
+                    .context("starting the WebAssembly runtime")?;
+                let outcome = switchboard::connect::connect(&rt, &args.addr, &args.plugin, args.settings).await?;
+                Ok(match outcome {
+                    Outcome::Ok => ExitCode::SUCCESS,
+                    Outcome::Err(msg) => {
+                        eprintln!("error: {}: {msg}", args.plugin.display());
+                        ExitCode::FAILURE
+                    }
+                    Outcome::Trap(msg) | Outcome::Closed(msg) | Outcome::Failed(msg) => {
+                        eprintln!("error: {}: {msg}", args.plugin.display());
+                        ExitCode::FAILURE
+                    }
+                })
+            }
             Command::Check(args) => {
-                let rt = Runtime::new(RuntimeOptions { max_instances: 16, ..Default::default() })
+                let rt = Runtime::new(RuntimeOptions { max_instances: 16, cache: args.cache.cache(), ..Default::default() })
                     .map_err(anyhow::Error::from)
                     .context("starting the WebAssembly runtime")?;
                 let ok = switchboard::check::check(&rt, &args.paths).await;

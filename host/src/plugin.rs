@@ -9,10 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, InstancePre};
+use tracing::Instrument;
+use wasmtime::component::InstancePre;
 
 use crate::bindings::{PluginInfo, datagram_handler, handler, meta};
+use crate::cache::Origin;
 use crate::closer::Closer;
+use crate::grants::Grants;
 use crate::runtime::Runtime;
 use crate::state::State;
 
@@ -105,10 +108,12 @@ pub struct Plugin {
     pub sha256: String,
     /// Size of the file in bytes.
     pub size: usize,
-    /// How long compilation took.
+    /// How long compilation (or loading from the cache) took.
     pub compile_time: Duration,
-    /// Environment variables of every instance.
-    pub settings: Vec<(String, String)>,
+    /// Whether the compiled code came from the cache.
+    pub origin: Origin,
+    /// What every instance is given.
+    pub grants: Grants,
     pre: InstancePre<State>,
     stream: Option<handler::GuestIndices>,
     datagram: Option<datagram_handler::GuestIndices>,
@@ -135,15 +140,15 @@ fn classify(bytes: &[u8]) -> Result<(), LoadError> {
 
 impl Plugin {
     /// Loads, validates and describes the plugin at `path`.
-    pub async fn load(rt: &Arc<Runtime>, path: &Path, settings: Vec<(String, String)>) -> Result<Plugin, LoadError> {
+    pub async fn load(rt: &Arc<Runtime>, path: &Path, grants: Grants) -> Result<Plugin, LoadError> {
         let bytes = tokio::fs::read(path).await.map_err(LoadError::Read)?;
         classify(&bytes)?;
         let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
         let size = bytes.len();
 
-        let engine = rt.engine().clone();
+        let (engine, cache, key) = (rt.engine().clone(), rt.cache().clone(), sha256.clone());
         let started = Instant::now();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+        let (component, origin) = tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &bytes, &key))
             .await
             .map_err(|e| LoadError::Compile(format!("the compiler thread failed: {e}")))?
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
@@ -170,8 +175,8 @@ impl Plugin {
         };
         let name: Arc<str> = name_of(path).into();
         let meta = meta.expect("checked above");
-        let info = describe(rt, &name, &pre, &meta, stream.as_ref(), datagram.as_ref(), &settings).await?;
-        Ok(Plugin { name, path: path.to_path_buf(), info, world, sha256, size, compile_time, settings, pre, stream, datagram })
+        let info = describe(rt, &name, &pre, &meta, stream.as_ref(), datagram.as_ref(), &grants).await?;
+        Ok(Plugin { name, path: path.to_path_buf(), info, world, sha256, size, compile_time, origin, grants, pre, stream, datagram })
     }
 
     /// The pre-linked component, for instantiation.
@@ -198,10 +203,12 @@ async fn describe(
     meta: &meta::GuestIndices,
     stream: Option<&handler::GuestIndices>,
     datagram: Option<&datagram_handler::GuestIndices>,
-    settings: &[(String, String)],
+    grants: &Grants,
 ) -> Result<PluginInfo, LoadError> {
     let _slot = rt.instance_slot().await;
-    let mut store = rt.new_store(name, 0, settings, String::new(), Closer::new());
+    // describe() needs no files; it gets the settings only.
+    let grants = Grants { env: grants.env.clone(), ..Grants::default() };
+    let mut store = rt.new_store(&grants, String::new(), Closer::new()).map_err(|e| LoadError::Describe(e.to_string()))?;
     let call = async {
         let instance = pre.instantiate_async(&mut store).await.map_err(|e| LoadError::Describe(format!("{e:?}")))?;
         if let Some(stream) = stream {
@@ -214,6 +221,7 @@ async fn describe(
         meta.call_describe(&mut store).await.map_err(|e| LoadError::Describe(format!("{e:?}")))
     };
     tokio::time::timeout(DESCRIBE_TIMEOUT, call)
+        .instrument(tracing::info_span!("describe", plugin = %name))
         .await
         .map_err(|_| LoadError::Describe(format!("no answer within {DESCRIBE_TIMEOUT:?}")))?
 }

@@ -12,9 +12,11 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::{FsPerms, WasiCtx};
 
+use crate::cache::ArtifactCache;
 use crate::closer::Closer;
+use crate::grants::{Grants, Stdio};
 use crate::hub::{Hub, HubLimits};
 use crate::logpipe::{Channel, LogOutput};
 use crate::state::State;
@@ -31,11 +33,18 @@ pub struct RuntimeOptions {
     pub memory_limit: usize,
     /// Bounds of the hub's per-member queues.
     pub hub: HubLimits,
+    /// Where compiled components are cached.
+    pub cache: ArtifactCache,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions { max_instances: 10_000, memory_limit: 64 << 20, hub: HubLimits::default() }
+        RuntimeOptions {
+            max_instances: 10_000,
+            memory_limit: 64 << 20,
+            hub: HubLimits::default(),
+            cache: ArtifactCache::default_dir().map_or_else(ArtifactCache::disabled, ArtifactCache::at),
+        }
     }
 }
 
@@ -48,6 +57,7 @@ pub struct Runtime {
     next_conn: AtomicU64,
     options: RuntimeOptions,
     ticker_stop: Arc<AtomicBool>,
+    cache: ArtifactCache,
 }
 
 impl Runtime {
@@ -90,6 +100,7 @@ impl Runtime {
             engine,
             linker,
             hub: Hub::new(options.hub),
+            cache: options.cache.clone(),
             instances: Arc::new(Semaphore::new(n as usize)),
             next_conn: AtomicU64::new(1),
             options,
@@ -107,6 +118,11 @@ impl Runtime {
         &self.linker
     }
 
+    /// The compiled-artifact cache.
+    pub fn cache(&self) -> &ArtifactCache {
+        &self.cache
+    }
+
     /// The shared hub.
     pub fn hub(&self) -> &Hub {
         &self.hub
@@ -122,16 +138,26 @@ impl Runtime {
         self.instances.clone().acquire_owned().await.expect("the instance semaphore is never closed")
     }
 
-    /// A new `Store` for one instance of `plugin`: environment from `settings`, output to
-    /// the log, no files, no network; memory limited and yielding at every epoch tick.
-    pub fn new_store(&self, plugin: &Arc<str>, conn: u64, settings: &[(String, String)], peer: String, closer: Closer) -> Store<State> {
+    /// A new `Store` for one plugin instance with exactly what `grants` gives:
+    /// environment, stdio (log lines by default), at most one directory as `/`; never
+    /// the network. Memory limited and yielding at every epoch tick.
+    pub fn new_store(&self, grants: &Grants, peer: String, closer: Closer) -> std::io::Result<Store<State>> {
         let mut wasi = WasiCtx::builder();
-        wasi.envs(settings)
-            .stdout(LogOutput::new(plugin.clone(), conn, Channel::Stdout))
-            .stderr(LogOutput::new(plugin.clone(), conn, Channel::Stderr))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
+        wasi.envs(&grants.env).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        match grants.stdio {
+            Stdio::Log => {
+                wasi.stdout(LogOutput::new(Channel::Stdout)).stderr(LogOutput::new(Channel::Stderr));
+            }
+            Stdio::Inherit => {
+                wasi.inherit_stdio();
+            }
+        }
+        if let Some(dir) = &grants.dir {
+            let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            wasi.preopened_dir(&dir.host, "/", perms).map_err(|e| {
+                std::io::Error::other(format!("cannot grant directory {}: {e:#}", dir.host.display()))
+            })?;
+        }
         let state = State {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -144,7 +170,7 @@ impl Runtime {
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
-        store
+        Ok(store)
     }
 }
 

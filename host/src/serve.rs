@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bindings::{ConnectionInfo, Role, Transport};
+use crate::cache::Origin;
 use crate::closer::Closer;
+use crate::grants::{DirGrant, Grants, Stdio};
 use crate::listen::{self, Listen};
 use crate::plugin::{LoadError, Plugin, name_of};
 use crate::runtime::{Runtime, RuntimeOptions};
@@ -35,6 +37,8 @@ pub struct ServeConfig {
     pub plugins: Vec<PluginSpec>,
     /// Settings (environment variables) per plugin name.
     pub settings: HashMap<String, Vec<(String, String)>>,
+    /// Read-only directory grants per plugin name (`--dir NAME=PATH`).
+    pub dirs: HashMap<String, PathBuf>,
     /// How long in-flight connections may run after shutdown begins.
     pub drain_timeout: Duration,
     /// Runtime sizing.
@@ -53,9 +57,19 @@ pub enum ServeError {
     /// Two plugin files have the same name (file stem).
     #[error("two plugins are named {0:?} (plugin names are file stems): rename one of the files")]
     DuplicateName(String),
-    /// A `--set` names a plugin that is not being served.
-    #[error("--set {0}.…: there is no plugin named {0:?} (plugin names are file stems)")]
-    UnknownPlugin(String),
+    /// A `--set` or `--dir` names a plugin that is not being served.
+    #[error("{0}: there is no plugin named {1:?} (plugin names are file stems)")]
+    UnknownPlugin(&'static str, String),
+    /// A `--dir` path is not a directory.
+    #[error("--dir {plugin}={}: {reason}", path.display())]
+    BadDir {
+        /// Plugin name.
+        plugin: String,
+        /// The path given.
+        path: PathBuf,
+        /// Why it cannot be granted.
+        reason: String,
+    },
     /// A plugin file did not load.
     #[error("{path}: {source}")]
     Load {
@@ -109,19 +123,34 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
         return Err(ServeError::DuplicateName(dup.clone()));
     }
     if let Some(unknown) = config.settings.keys().find(|k| !names.contains(k)) {
-        return Err(ServeError::UnknownPlugin(unknown.clone()));
+        return Err(ServeError::UnknownPlugin("--set", unknown.clone()));
+    }
+    if let Some(unknown) = config.dirs.keys().find(|k| !names.contains(k)) {
+        return Err(ServeError::UnknownPlugin("--dir", unknown.clone()));
+    }
+    for (plugin, path) in &config.dirs {
+        if !path.is_dir() {
+            let reason = if path.exists() { "not a directory" } else { "no such directory" };
+            return Err(ServeError::BadDir { plugin: plugin.clone(), path: path.clone(), reason: reason.into() });
+        }
     }
     let rt = Runtime::new(config.runtime.clone()).map_err(|e| ServeError::Runtime(format!("{e:#}")))?;
 
     let mut bound = Vec::new();
     for spec in &config.plugins {
-        let settings = config.settings.get(&name_of(&spec.path)).cloned().unwrap_or_default();
-        let plugin = Plugin::load(&rt, &spec.path, settings)
+        let name = name_of(&spec.path);
+        let grants = Grants {
+            env: config.settings.get(&name).cloned().unwrap_or_default(),
+            dir: config.dirs.get(&name).map(|host| DirGrant { host: host.clone(), writable: false }),
+            stdio: Stdio::Log,
+        };
+        let plugin = Plugin::load(&rt, &spec.path, grants)
             .await
             .map_err(|source| ServeError::Load { path: spec.path.clone(), source })?;
         tracing::info!(
             plugin = %plugin.name, version = %plugin.info.version, hash = &plugin.sha256[..12],
-            world = plugin.world.name(), compile_ms = plugin.compile_time.as_millis() as u64, "loaded"
+            world = plugin.world.name(), compile_ms = plugin.compile_time.as_millis() as u64,
+            cached = plugin.origin == Origin::Cached, "loaded"
         );
         let plugin = Arc::new(plugin);
         let listens = match &spec.listen {

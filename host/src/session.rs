@@ -75,7 +75,10 @@ where
         return Outcome::Failed(format!("{} does not export a stream handler", plugin.name));
     };
     let slot = rt.instance_slot().await;
-    let mut store = rt.new_store(&plugin.name, info.id, &plugin.settings, info.peer.clone(), closer.clone());
+    let mut store = match rt.new_store(&plugin.grants, info.peer.clone(), closer.clone()) {
+        Ok(store) => store,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
     let (output, leftover) = WriteStream::new(writer, closer.clone());
     let input: DynInputStream = Box::new(ReadStream::new(reader, closer.clone()));
     let output: DynOutputStream = Box::new(output);

@@ -8,4 +8,5 @@ mod chat;
 mod check;
 mod echo;
 mod faults;
+mod getfile;
 mod support;

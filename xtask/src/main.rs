@@ -13,7 +13,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Plugins built into `plugins/` (the folder users drop .wasm files into).
-const SHIPPED: &[&str] = &["echo", "chat"];
+const SHIPPED: &[&str] = &["echo", "chat", "getfile"];
 /// Test fixtures: built like plugins, never shipped into `plugins/`.
 const FIXTURES: &[&str] = &["misbehave", "hello-cli"];
 const WASM_TARGET: &str = "wasm32-wasip2";

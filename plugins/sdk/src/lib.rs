@@ -114,6 +114,8 @@ macro_rules! export_stream_plugin {
         pub struct __SwitchboardExports;
         $crate::__impl_meta!($plugin, stream);
         $crate::__impl_handler!($plugin, stream);
+        // Native builds (unit tests of a plugin's logic) carry no component exports.
+        #[cfg(target_arch = "wasm32")]
         $crate::worlds::stream::export_world!(__SwitchboardExports with_types_in $crate::worlds::stream);
     };
 }
@@ -126,6 +128,8 @@ macro_rules! export_datagram_plugin {
         pub struct __SwitchboardExports;
         $crate::__impl_meta!($plugin, datagram);
         $crate::__impl_datagram!($plugin, datagram);
+        // Native builds (unit tests of a plugin's logic) carry no component exports.
+        #[cfg(target_arch = "wasm32")]
         $crate::worlds::datagram::export_world!(__SwitchboardExports with_types_in $crate::worlds::datagram);
     };
 }
@@ -140,6 +144,8 @@ macro_rules! export_full_plugin {
         $crate::__impl_meta!($plugin, full);
         $crate::__impl_handler!($plugin, full);
         $crate::__impl_datagram!($plugin, full);
+        // Native builds (unit tests of a plugin's logic) carry no component exports.
+        #[cfg(target_arch = "wasm32")]
         $crate::worlds::full::export_world!(__SwitchboardExports with_types_in $crate::worlds::full);
     };
 }
