@@ -5,9 +5,11 @@
 //!
 //! ```text
 //! cli        command line → ServeConfig
-//! serve      load plugins, bind listeners (prints `listening NAME tcp://ADDR`), accept,
-//!            drain on shutdown
+//! serve      load plugins, bind listeners (prints `listening NAME tcp://ADDR`), drain on
+//!            shutdown
 //!   listen     listener address syntax (PORT | HOST:PORT | tcp:… | udp:… | serial:…)
+//!   service    a served plugin: its current version (swapped atomically), its stop token
+//!   tcp        TCP listeners: accept, one task and one fresh instance per connection
 //!   plugin     file → validated component: compile off the async threads, link, match a
 //!              world, call describe()
 //!   runtime    engine (pooling allocator, epoch ticker), linker, instance semaphore
@@ -40,6 +42,8 @@ pub mod logpipe;
 pub mod plugin;
 pub mod runtime;
 pub mod serve;
+pub mod service;
 pub mod session;
 pub mod state;
 pub mod stream;
+pub mod tcp;

@@ -12,14 +12,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::bindings::{ConnectionInfo, Role, Transport};
 use crate::cache::Origin;
-use crate::closer::Closer;
 use crate::grants::{DirGrant, Grants, Stdio};
 use crate::listen::{self, Listen};
 use crate::plugin::{LoadError, Plugin, name_of};
 use crate::runtime::{Runtime, RuntimeOptions};
-use crate::session;
+use crate::service::{Ctx, Service};
+use crate::{session, tcp};
 
 /// One `--plugin PATH[@LISTEN,...]`.
 #[derive(Debug, Clone)]
@@ -136,6 +135,9 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
     }
     let rt = Runtime::new(config.runtime.clone()).map_err(|e| ServeError::Runtime(format!("{e:#}")))?;
 
+    // Everything is loaded and bound before anything is served: a bad plugin or a busy
+    // port fails the start, not a half-running server.
+    let stop = CancellationToken::new();
     let mut bound = Vec::new();
     for spec in &config.plugins {
         let name = name_of(&spec.path);
@@ -166,46 +168,58 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
         if listens.is_empty() {
             return Err(ServeError::NoListeners(plugin.name.to_string()));
         }
+        let service = Service::new(plugin.clone(), &stop);
         for listen in listens {
-            bound.push((plugin.clone(), bind(&plugin, listen).await?));
+            bound.push((service.clone(), bind(&plugin, listen).await?));
         }
     }
 
-    let stop = CancellationToken::new();
-    let force = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let mut stdout = std::io::stdout().lock();
-    for (plugin, listener) in bound {
-        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
-            plugin: plugin.name.to_string(),
-            listen: Listen::Tcp { host: String::new(), port: 0 },
-            source,
-        })?;
-        // Tests and scripts read these lines: one per listener, flushed at once.
-        let _ = writeln!(stdout, "listening {} tcp://{addr}", plugin.name);
-        let _ = stdout.flush();
-        tracker.spawn(accept_loop(rt.clone(), plugin, listener, stop.clone(), force.clone(), tracker.clone()));
+    let ctx = Ctx { rt: rt.clone(), force: CancellationToken::new(), tracker: TaskTracker::new() };
+    for (service, listener) in bound {
+        listener.start(&service, &ctx);
     }
-    drop(stdout);
 
     shutdown.await;
     tracing::info!(drain_timeout = ?config.drain_timeout, "shutting down: no new connections; draining");
     stop.cancel();
-    tracker.close();
-    if tokio::time::timeout(config.drain_timeout, tracker.wait()).await.is_err() {
-        tracing::info!(open = tracker.len(), "drain timeout: closing the remaining connections");
-        force.cancel();
-        let _ = tokio::time::timeout(session::CLOSE_GRACE + Duration::from_secs(1), tracker.wait()).await;
+    ctx.tracker.close();
+    if tokio::time::timeout(config.drain_timeout, ctx.tracker.wait()).await.is_err() {
+        tracing::info!(open = ctx.tracker.len(), "drain timeout: closing the remaining connections");
+        ctx.force.cancel();
+        let _ = tokio::time::timeout(session::CLOSE_GRACE + Duration::from_secs(1), ctx.tracker.wait()).await;
     }
     Ok(())
 }
 
-async fn bind(plugin: &Plugin, listen: Listen) -> Result<TcpListener, ServeError> {
+/// A bound listener of any transport, not yet serving.
+enum Bound {
+    Tcp(TcpListener),
+}
+
+impl Bound {
+    /// Prints the `listening NAME URL` line and starts serving `service` on it.
+    fn start(self, service: &Arc<Service>, ctx: &Ctx) {
+        let url = match &self {
+            Bound::Tcp(listener) => format!("tcp://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+        };
+        // Tests and scripts read these lines: one per listener, flushed at once.
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening {} {url}", service.name());
+        let _ = stdout.flush();
+        let (service, task_ctx) = (service.clone(), ctx.clone());
+        match self {
+            Bound::Tcp(listener) => ctx.tracker.spawn(tcp::run(listener, service, task_ctx)),
+        };
+    }
+}
+
+async fn bind(plugin: &Plugin, listen: Listen) -> Result<Bound, ServeError> {
     let unsupported = |reason: &str| ServeError::Unsupported {
         plugin: plugin.name.to_string(),
         listen: listen.clone(),
         reason: reason.to_string(),
     };
+    let bind_error = |source| ServeError::Bind { plugin: plugin.name.to_string(), listen: listen.clone(), source };
     match &listen {
         Listen::Tcp { host, port } => {
             if !plugin.world.streams() {
@@ -214,70 +228,9 @@ async fn bind(plugin: &Plugin, listen: Listen) -> Result<TcpListener, ServeError
                     plugin.world.name()
                 )));
             }
-            TcpListener::bind((host.as_str(), *port)).await.map_err(|source| ServeError::Bind {
-                plugin: plugin.name.to_string(),
-                listen: listen.clone(),
-                source,
-            })
+            tcp::bind(host, *port).await.map(Bound::Tcp).map_err(bind_error)
         }
         Listen::Udp { .. } => Err(unsupported("UDP listeners are not available in this version of switchboard")),
         Listen::Serial { .. } => Err(unsupported("serial listeners are not available in this version of switchboard")),
-    }
-}
-
-/// Accepts until `stop`; each connection runs as its own task on a fresh instance.
-async fn accept_loop(
-    rt: Arc<Runtime>,
-    plugin: Arc<Plugin>,
-    listener: TcpListener,
-    stop: CancellationToken,
-    force: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (socket, peer) = match accepted {
-            Ok(conn) => {
-                backoff = Duration::from_millis(5);
-                conn
-            }
-            Err(e) => {
-                // EMFILE, ENFILE, ENOBUFS...: back off instead of spinning; never stop.
-                tracing::warn!(plugin = %plugin.name, "accept failed: {e}; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
-        let info = ConnectionInfo {
-            id: rt.next_conn_id(),
-            transport: Transport::Tcp,
-            role: Role::Accepted,
-            peer: peer.to_string(),
-            local: local.clone(),
-        };
-        let closer = Closer::new();
-        let (reader, writer) = socket.into_split();
-        let (rt, plugin, force) = (rt.clone(), plugin.clone(), force.clone());
-        tracker.spawn(async move {
-            let close_on_force = {
-                let closer = closer.clone();
-                async move {
-                    force.cancelled().await;
-                    closer.close("the server is shutting down");
-                    std::future::pending::<()>().await
-                }
-            };
-            tokio::select! {
-                _ = session::run_stream(&rt, &plugin, info, reader, writer, closer) => {}
-                () = close_on_force => {}
-            }
-        });
     }
 }

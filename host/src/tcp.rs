@@ -1,0 +1,67 @@
+//! TCP listeners: accept, and run each connection as its own task on a fresh instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::bindings::{ConnectionInfo, Role, Transport};
+use crate::closer::Closer;
+use crate::service::{Ctx, Service};
+use crate::session;
+
+/// Binds `host:port`.
+pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind((host, port)).await
+}
+
+/// Accepts until the service stops.
+pub async fn run(listener: TcpListener, service: Arc<Service>, ctx: Ctx) {
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            () = service.stopped() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(conn) => {
+                backoff = Duration::from_millis(5);
+                conn
+            }
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS...: back off instead of spinning; never stop.
+                tracing::warn!(plugin = %service.name(), "accept failed: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let info = ConnectionInfo {
+            id: ctx.rt.next_conn_id(),
+            transport: Transport::Tcp,
+            role: Role::Accepted,
+            peer: peer.to_string(),
+            local: local.clone(),
+        };
+        let plugin = service.current();
+        let (reader, writer) = socket.into_split();
+        let ctx2 = ctx.clone();
+        ctx.tracker.spawn(async move {
+            let closer = Closer::new();
+            let close_on_force = {
+                let closer = closer.clone();
+                async move {
+                    ctx2.force.cancelled().await;
+                    closer.close("the server is shutting down");
+                    std::future::pending::<()>().await
+                }
+            };
+            tokio::select! {
+                _ = session::run_stream(&ctx2.rt, &plugin, info, reader, writer, closer) => {}
+                () = close_on_force => {}
+            }
+        });
+    }
+}
