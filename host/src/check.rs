@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::cache::Origin;
 use crate::grants::Grants;
+use crate::limits::Limits;
 use crate::plugin::Plugin;
 use crate::runtime::Runtime;
 
@@ -13,7 +14,7 @@ use crate::runtime::Runtime;
 pub async fn check(rt: &Arc<Runtime>, paths: &[PathBuf]) -> bool {
     let mut all_ok = true;
     for path in paths {
-        match Plugin::load(rt, path, Grants::default()).await {
+        match Plugin::load(rt, path, Grants::default(), Limits::default()).await {
             Ok(plugin) => println!("{}", report(&plugin)),
             Err(e) => {
                 all_ok = false;

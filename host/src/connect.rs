@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use crate::bindings::{ConnectionInfo, Role, Transport};
 use crate::closer::Closer;
 use crate::grants::{DirGrant, Grants, Stdio};
+use crate::limits::Limits;
 use crate::plugin::{LoadError, Plugin};
 use crate::runtime::Runtime;
 use crate::session::{self, Outcome};
@@ -42,7 +43,8 @@ pub async fn connect(rt: &Arc<Runtime>, addr: &str, plugin: &Path, env: Vec<(Str
     let cwd = std::env::current_dir().map_err(ConnectError::Cwd)?;
     let grants = Grants { env, dir: Some(DirGrant { host: cwd, writable: true }), stdio: Stdio::Inherit };
     let plugin = Arc::new(
-        Plugin::load(rt, plugin, grants).await.map_err(|source| ConnectError::Load { path: plugin.to_path_buf(), source })?,
+        // The user's own client: no idle timeout or CPU budget, just the memory limit.
+        Plugin::load(rt, plugin, grants, Limits { cpu_budget: None, idle_timeout: None, ..Limits::default() }).await.map_err(|source| ConnectError::Load { path: plugin.to_path_buf(), source })?,
     );
     let socket = TcpStream::connect(addr).await.map_err(|source| ConnectError::Dial { addr: addr.to_string(), source })?;
     let _ = socket.set_nodelay(true);

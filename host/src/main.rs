@@ -31,12 +31,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit: every connection is a socket,
+/// and the usual soft default of 1024 is far below what a server needs.
+fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit calls on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise the open-file limit: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    raise_fd_limit();
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     tokio.block_on(async {
         match cli.command {
             Command::Serve(args) => {
-                switchboard::serve::serve(args.into_config(), shutdown_signal()).await?;
+                let shutdown = shutdown_signal().context("installing signal handlers")?;
+                switchboard::serve::serve(args.into_config(), shutdown).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Connect(args) => {
@@ -46,12 +63,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let outcome = switchboard::connect::connect(&rt, &args.addr, &args.plugin, args.settings).await?;
                 Ok(match outcome {
                     Outcome::Ok => ExitCode::SUCCESS,
-                    Outcome::Err(msg) => {
+                    Outcome::Err(msg) | Outcome::Trap(msg) | Outcome::Closed(msg) | Outcome::Failed(msg) => {
                         eprintln!("error: {}: {msg}", args.plugin.display());
                         ExitCode::FAILURE
                     }
-                    Outcome::Trap(msg) | Outcome::Closed(msg) | Outcome::Failed(msg) => {
-                        eprintln!("error: {}: {msg}", args.plugin.display());
+                    Outcome::Limit(hit, msg) => {
+                        eprintln!("error: {}: {}: {msg}", args.plugin.display(), hit.name());
                         ExitCode::FAILURE
                     }
                 })
@@ -67,22 +84,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Resolves at the first SIGINT or SIGTERM; a second one exits at once.
-async fn shutdown_signal() {
-    wait_for_signal().await;
-    tokio::spawn(async {
-        wait_for_signal().await;
-        eprintln!("second signal: exiting now");
-        std::process::exit(1);
-    });
-}
-
-async fn wait_for_signal() {
+/// Installs the SIGINT/SIGTERM handlers now (so no signal can arrive before them and
+/// kill the process outright); the future resolves at the first signal, and a second
+/// one exits at once.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            eprintln!("second signal: exiting now");
+            std::process::exit(1);
+        });
+    })
 }

@@ -16,6 +16,7 @@ use crate::bindings::{PluginInfo, datagram_handler, handler, meta};
 use crate::cache::Origin;
 use crate::closer::Closer;
 use crate::grants::Grants;
+use crate::limits::Limits;
 use crate::runtime::Runtime;
 use crate::state::State;
 
@@ -114,6 +115,8 @@ pub struct Plugin {
     pub origin: Origin,
     /// What every instance is given.
     pub grants: Grants,
+    /// Limits on every connection.
+    pub limits: Limits,
     pre: InstancePre<State>,
     stream: Option<handler::GuestIndices>,
     datagram: Option<datagram_handler::GuestIndices>,
@@ -140,7 +143,7 @@ fn classify(bytes: &[u8]) -> Result<(), LoadError> {
 
 impl Plugin {
     /// Loads, validates and describes the plugin at `path`.
-    pub async fn load(rt: &Arc<Runtime>, path: &Path, grants: Grants) -> Result<Plugin, LoadError> {
+    pub async fn load(rt: &Arc<Runtime>, path: &Path, grants: Grants, limits: Limits) -> Result<Plugin, LoadError> {
         let bytes = tokio::fs::read(path).await.map_err(LoadError::Read)?;
         classify(&bytes)?;
         let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
@@ -175,8 +178,8 @@ impl Plugin {
         };
         let name: Arc<str> = name_of(path).into();
         let meta = meta.expect("checked above");
-        let info = describe(rt, &name, &pre, &meta, stream.as_ref(), datagram.as_ref(), &grants).await?;
-        Ok(Plugin { name, path: path.to_path_buf(), info, world, sha256, size, compile_time, origin, grants, pre, stream, datagram })
+        let info = describe(rt, &name, &pre, &meta, stream.as_ref(), datagram.as_ref(), &grants, &limits).await?;
+        Ok(Plugin { name, path: path.to_path_buf(), info, world, sha256, size, compile_time, origin, grants, limits, pre, stream, datagram })
     }
 
     /// The pre-linked component, for instantiation.
@@ -204,11 +207,12 @@ async fn describe(
     stream: Option<&handler::GuestIndices>,
     datagram: Option<&datagram_handler::GuestIndices>,
     grants: &Grants,
+    limits: &Limits,
 ) -> Result<PluginInfo, LoadError> {
     let _slot = rt.instance_slot().await;
     // describe() needs no files; it gets the settings only.
     let grants = Grants { env: grants.env.clone(), ..Grants::default() };
-    let mut store = rt.new_store(&grants, String::new(), Closer::new()).map_err(|e| LoadError::Describe(e.to_string()))?;
+    let mut store = rt.new_store(&grants, limits, String::new(), Closer::new()).map_err(|e| LoadError::Describe(e.to_string()))?;
     let call = async {
         let instance = pre.instantiate_async(&mut store).await.map_err(|e| LoadError::Describe(format!("{e:?}")))?;
         if let Some(stream) = stream {

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use crate::cache::ArtifactCache;
 use crate::closer::Closer;
 use crate::grants::{Grants, Stdio};
 use crate::hub::{Hub, HubLimits};
+use crate::limits::{CpuMeter, LimitHit, Limits, MemoryLimiter};
 use crate::logpipe::{Channel, LogOutput};
 use crate::state::State;
 
@@ -29,7 +30,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct RuntimeOptions {
     /// Most plugin instances alive at once (connections + `describe()` calls).
     pub max_instances: u32,
-    /// Largest linear memory one instance may grow to, in bytes.
+    /// Largest linear memory any instance may grow to, in bytes (the pool's slot size;
+    /// a plugin's own limit may be lower).
     pub memory_limit: usize,
     /// Bounds of the hub's per-member queues.
     pub hub: HubLimits,
@@ -140,8 +142,8 @@ impl Runtime {
 
     /// A new `Store` for one plugin instance with exactly what `grants` gives:
     /// environment, stdio (log lines by default), at most one directory as `/`; never
-    /// the network. Memory limited and yielding at every epoch tick.
-    pub fn new_store(&self, grants: &Grants, peer: String, closer: Closer) -> std::io::Result<Store<State>> {
+    /// the network. Memory and CPU limited by `limits`; yielding at every epoch tick.
+    pub fn new_store(&self, grants: &Grants, limits: &Limits, peer: String, closer: Closer) -> std::io::Result<Store<State>> {
         let mut wasi = WasiCtx::builder();
         wasi.envs(&grants.env).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         match grants.stdio {
@@ -161,15 +163,26 @@ impl Runtime {
         let state = State {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(self.options.memory_limit).build(),
+            memory: MemoryLimiter::new(limits.memory.min(self.options.memory_limit)),
+            cpu: Arc::new(CpuMeter::default()),
+            limit_hit: None,
             hub: self.hub.clone(),
             peer,
             closer,
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        let budget = limits.cpu_budget;
+        store.epoch_deadline_callback(move |mut ctx| {
+            if let Some(budget) = budget
+                && ctx.data().cpu.used() >= budget
+            {
+                ctx.data_mut().limit_hit = Some(LimitHit::Cpu);
+                wasmtime::bail!("the plugin used its CPU budget of {budget:?}");
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
         Ok(store)
     }
 }

@@ -1,6 +1,6 @@
-//! One connection's life: a fresh instance, the byte streams handed over, the outcome
-//! logged, every byte the plugin wrote delivered, the connection closed, the `Store`
-//! dropped. Nothing here can disturb another connection.
+//! One connection's life: a fresh instance, the byte streams handed over, the limits
+//! watched, every byte the plugin wrote delivered, the connection closed, the `Store`
+//! dropped, and how it ended reported. Nothing here can disturb another connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +9,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
-use crate::bindings::ConnectionInfo;
+use crate::bindings::{ConnectionInfo, Transport};
 use crate::closer::Closer;
+use crate::limits::{self, Activity, LimitHit, Limits};
 use crate::plugin::Plugin;
 use crate::runtime::Runtime;
 use crate::stream::{ReadStream, WriteStream};
@@ -29,6 +30,8 @@ pub enum Outcome {
     Err(String),
     /// It trapped (message includes the wasm backtrace).
     Trap(String),
+    /// A limit ended it (the message says how).
+    Limit(LimitHit, String),
     /// The host closed it (reason given) and the plugin did not finish in time.
     Closed(String),
     /// The host could not start the plugin.
@@ -50,20 +53,9 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    // Plugin output lines are logged inside this span: tagged with plugin, id and peer.
     let span = tracing::info_span!("conn", plugin = %plugin.name, id = info.id, peer = %info.peer);
-    async move {
-        let outcome = run(rt, plugin, info, reader, writer, closer).await;
-        match &outcome {
-            Outcome::Ok => tracing::debug!("connection finished"),
-            Outcome::Err(msg) => tracing::info!(error = %msg, "plugin returned an error"),
-            Outcome::Trap(msg) => tracing::warn!("plugin trapped: {msg}"),
-            Outcome::Closed(reason) => tracing::info!(%reason, "connection closed by the host"),
-            Outcome::Failed(msg) => tracing::error!("cannot start the plugin: {msg}"),
-        }
-        outcome
-    }
-    .instrument(span)
-    .await
+    run(rt, plugin, info, reader, writer, closer).instrument(span).await
 }
 
 async fn run<R, W>(rt: &Arc<Runtime>, plugin: &Arc<Plugin>, info: ConnectionInfo, reader: R, writer: W, closer: Closer) -> Outcome
@@ -75,38 +67,63 @@ where
         return Outcome::Failed(format!("{} does not export a stream handler", plugin.name));
     };
     let slot = rt.instance_slot().await;
-    let mut store = match rt.new_store(&plugin.grants, info.peer.clone(), closer.clone()) {
+    let mut store = match rt.new_store(&plugin.grants, &plugin.limits, info.peer.clone(), closer.clone()) {
         Ok(store) => store,
         Err(e) => return Outcome::Failed(e.to_string()),
     };
-    let (output, leftover) = WriteStream::new(writer, closer.clone());
-    let input: DynInputStream = Box::new(ReadStream::new(reader, closer.clone()));
+    let activity = Activity::new();
+    let cpu = store.data().cpu.clone();
+    let (output, leftover) = WriteStream::new(writer, closer.clone(), activity.clone());
+    let input: DynInputStream = Box::new(ReadStream::new(reader, closer.clone(), activity.clone()));
     let output: DynOutputStream = Box::new(output);
 
-    let outcome = {
-        let call = async {
+    let mut watchdog_hit = None;
+    let result = {
+        let call = cpu.meter(async {
             let table = &mut store.data_mut().table;
             let input = table.push(input)?;
             let output = table.push(output)?;
             let instance = plugin.instance_pre().instantiate_async(&mut store).await?;
             let guest = exports.load(&mut store, &instance)?;
             guest.call_handle_connection(&mut store, &info, input, output).await
+        });
+        tokio::pin!(call);
+        // A serial line is one long conversation: a quiet device is not a stalled client.
+        let limits = match info.transport {
+            Transport::Serial => Limits { idle_timeout: None, max_duration: None, ..plugin.limits },
+            _ => plugin.limits,
         };
-        let overdue = async {
-            closer.closed().await;
-            tokio::time::sleep(CLOSE_GRACE).await;
-        };
-        tokio::select! {
-            result = call => match result {
-                Ok(Ok(())) => Outcome::Ok,
-                Ok(Err(msg)) => Outcome::Err(msg),
-                Err(e) => match closer.reason() {
-                    Some(reason) => Outcome::Closed(reason),
-                    None => Outcome::Trap(format!("{e:?}")),
-                },
-            },
-            () = overdue => Outcome::Closed(closer.reason().unwrap_or_default()),
+        let watchdog = limits::watchdog(&activity, &limits);
+        tokio::pin!(watchdog);
+        loop {
+            tokio::select! {
+                result = &mut call => break Some(result),
+                hit = &mut watchdog, if watchdog_hit.is_none() => {
+                    watchdog_hit = Some(hit);
+                    closer.close(hit.name());
+                }
+                () = overdue(&closer) => break None,
+            }
         }
+    };
+    let limit = store.data().limit_hit.or(watchdog_hit);
+    // A refused memory growth explains a trap; a plugin that coped with it did not fail.
+    let memory_trap = store.data().memory.hit.then_some(LimitHit::Memory);
+    let outcome = match result {
+        Some(Ok(returned)) => match (limit, returned) {
+            (Some(hit), _) => Outcome::Limit(hit, "the plugin ended after the host closed the connection".into()),
+            (None, Ok(())) => Outcome::Ok,
+            (None, Err(msg)) => Outcome::Err(msg),
+        },
+        Some(Err(e)) => match (limit.or(memory_trap), closer.reason()) {
+            (Some(hit), _) => Outcome::Limit(hit, format!("{e:#}")),
+            (None, Some(reason)) => Outcome::Closed(reason),
+            (None, None) => Outcome::Trap(format!("{e:?}")),
+        },
+        None => match limit {
+            Some(hit) => Outcome::Limit(hit, format!("the plugin did not end within {CLOSE_GRACE:?} and was stopped")),
+            None => Outcome::Closed(closer.reason().unwrap_or_default()),
+        },
     };
     // Dropping the store drops the instance and its streams; the output stream leaves
     // what it had not sent in `leftover`.
@@ -122,4 +139,10 @@ where
         }
     }
     outcome
+}
+
+/// Resolves [`CLOSE_GRACE`] after the host asked the connection to close.
+async fn overdue(closer: &Closer) {
+    closer.closed().await;
+    tokio::time::sleep(CLOSE_GRACE).await;
 }

@@ -1,11 +1,13 @@
 //! [`State`]: what one plugin instance's `Store` holds.
 
-use wasmtime::StoreLimits;
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::closer::Closer;
 use crate::hub::Hub;
+use crate::limits::{CpuMeter, LimitHit, MemoryLimiter};
 
 /// The data of one `Store`: one connection (or one `describe()` call).
 pub struct State {
@@ -13,8 +15,12 @@ pub struct State {
     pub wasi: WasiCtx,
     /// Resources handed to the guest (streams, pollables, hub members).
     pub table: ResourceTable,
-    /// Memory and instance limits enforced by wasmtime.
-    pub limits: StoreLimits,
+    /// Enforces the memory limit and notes when it was hit.
+    pub memory: MemoryLimiter,
+    /// Time the plugin has spent running.
+    pub cpu: Arc<CpuMeter>,
+    /// The limit that ended the instance, if one did (set by the CPU check).
+    pub limit_hit: Option<LimitHit>,
     /// The rooms this instance may join.
     pub hub: Hub,
     /// The peer address: a hub member's initial name.

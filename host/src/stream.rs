@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 use crate::closer::Closer;
+use crate::limits::Activity;
 
 /// First read size; doubled (up to [`MAX_READ`]) whenever a read fills it.
 const FIRST_READ: usize = 4 * 1024;
@@ -60,12 +61,13 @@ pub struct ReadStream<R> {
     next_read: usize,
     state: ReadState,
     closer: Closer,
+    activity: Arc<Activity>,
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
-    /// Wraps the connection's read half.
-    pub fn new(reader: R, closer: Closer) -> Self {
-        ReadStream { reader, buf: BytesMut::new(), next_read: FIRST_READ, state: ReadState::Open, closer }
+    /// Wraps the connection's read half; reads stamp `activity`.
+    pub fn new(reader: R, closer: Closer, activity: Arc<Activity>) -> Self {
+        ReadStream { reader, buf: BytesMut::new(), next_read: FIRST_READ, state: ReadState::Open, closer, activity }
     }
 
     /// Reads once from the connection into the buffer (which must be empty).
@@ -82,6 +84,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
                 } else {
                     // SAFETY: `ReadBuf` guarantees its first `n` bytes were initialised.
                     unsafe { self.buf.set_len(self.buf.len() + n) };
+                    self.activity.touch();
                     if n == self.next_read {
                         self.next_read = (self.next_read * 2).min(MAX_READ);
                     }
@@ -147,11 +150,13 @@ pub struct WriteStream<W: AsyncWrite + Unpin + Send + 'static> {
     broken: bool,
     closer: Closer,
     leftover: LeftoverSlot<W>,
+    activity: Arc<Activity>,
 }
 
 impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
     /// Wraps the connection's write half; on drop, unsent bytes go to the returned slot.
-    pub fn new(writer: W, closer: Closer) -> (Self, LeftoverSlot<W>) {
+    /// Bytes the peer takes stamp `activity`.
+    pub fn new(writer: W, closer: Closer, activity: Arc<Activity>) -> (Self, LeftoverSlot<W>) {
         let leftover = Arc::new(Mutex::new(None));
         let stream = WriteStream {
             writer: Some(writer),
@@ -161,6 +166,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
             broken: false,
             closer,
             leftover: leftover.clone(),
+            activity,
         };
         (stream, leftover)
     }
@@ -173,7 +179,10 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
             match Pin::new(&mut *writer).poll_write(cx, &self.pending) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => error = Some(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => self.pending.advance(n),
+                Poll::Ready(Ok(n)) => {
+                    self.pending.advance(n);
+                    self.activity.touch();
+                }
                 Poll::Ready(Err(e)) => error = Some(e),
             }
         }
@@ -252,7 +261,10 @@ impl<W: AsyncWrite + Unpin + Send + 'static> OutputStream for WriteStream<W> {
             let mut cx = Context::from_waker(Waker::noop());
             while !bytes.is_empty() {
                 match Pin::new(&mut *writer).poll_write(&mut cx, &bytes) {
-                    Poll::Ready(Ok(n)) if n > 0 => bytes.advance(n),
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        bytes.advance(n);
+                        self.activity.touch();
+                    }
                     Poll::Ready(Ok(_)) => {
                         self.fail(io::ErrorKind::WriteZero.into());
                         return Ok(());
@@ -300,7 +312,7 @@ mod tests {
     #[tokio::test]
     async fn reads_come_in_order_and_end_as_closed() {
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut input = ReadStream::new(server, Closer::new());
+        let mut input = ReadStream::new(server, Closer::new(), Activity::new());
         client.write_all(b"hello world").await.unwrap();
         input.ready().await;
         assert_eq!(&input.read(5).unwrap()[..], b"hello");
@@ -314,7 +326,7 @@ mod tests {
     async fn close_ends_a_pending_read() {
         let (_client, server) = tokio::io::duplex(1024);
         let closer = Closer::new();
-        let mut input = ReadStream::new(server, closer.clone());
+        let mut input = ReadStream::new(server, closer.clone(), Activity::new());
         closer.close("test");
         input.ready().await;
         assert!(matches!(input.read(10), Err(StreamError::Closed)));
@@ -324,7 +336,7 @@ mod tests {
     async fn backpressure_holds_at_capacity_and_nothing_is_lost_on_drop() {
         // The peer reads nothing at first: the duplex takes 4 KiB, the stream holds the rest.
         let (mut client, server) = tokio::io::duplex(4096);
-        let (mut output, slot) = WriteStream::new(server, Closer::new());
+        let (mut output, slot) = WriteStream::new(server, Closer::new(), Activity::new());
         let mut sent = Vec::new();
         let mut i = 0u8;
         loop {

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::bindings::{ConnectionInfo, Role, Transport};
 use crate::closer::Closer;
+use crate::metrics::Counters;
 use crate::service::{Ctx, Service};
 use crate::session;
 
@@ -37,6 +38,16 @@ pub async fn run(listener: TcpListener, service: Arc<Service>, ctx: Ctx) {
                 continue;
             }
         };
+        let ticket = match ctx.admission.admit(&service.gate, peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                // Closed at once: the client sees the close instead of hanging.
+                service.refused(peer, refusal.reason());
+                drop(socket);
+                continue;
+            }
+        };
+        Counters::bump(&service.counters.served);
         let _ = socket.set_nodelay(true);
         let info = ConnectionInfo {
             id: ctx.rt.next_conn_id(),
@@ -47,8 +58,9 @@ pub async fn run(listener: TcpListener, service: Arc<Service>, ctx: Ctx) {
         };
         let plugin = service.current();
         let (reader, writer) = socket.into_split();
-        let ctx2 = ctx.clone();
+        let (ctx2, service) = (ctx.clone(), service.clone());
         ctx.tracker.spawn(async move {
+            let _ticket = ticket;
             let closer = Closer::new();
             let close_on_force = {
                 let closer = closer.clone();
@@ -58,8 +70,9 @@ pub async fn run(listener: TcpListener, service: Arc<Service>, ctx: Ctx) {
                     std::future::pending::<()>().await
                 }
             };
+            let info2 = info.clone();
             tokio::select! {
-                _ = session::run_stream(&ctx2.rt, &plugin, info, reader, writer, closer) => {}
+                outcome = session::run_stream(&ctx2.rt, &plugin, info, reader, writer, closer) => service.account(&info2, &outcome),
                 () = close_on_force => {}
             }
         });

@@ -382,7 +382,7 @@ mod tests {
                     ("abcd".into(), true),
                     ("abcd".into(), true),
                     ("ok".into(), false),
-                    ("abc\rx".into(), true),
+                    ("abc\r".into(), true),
                 ],
                 "step {step}"
             );

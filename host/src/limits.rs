@@ -1,0 +1,179 @@
+//! Per-connection limits: memory (a `ResourceLimiter`), CPU (time spent running the
+//! plugin, enforced from the epoch callback), idle time and total duration (a watchdog
+//! that asks the connection to close).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Limits applied to every connection of one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest linear memory an instance may grow to, in bytes.
+    pub memory: usize,
+    /// Time the plugin may spend running (not waiting) on one connection.
+    pub cpu_budget: Option<Duration>,
+    /// A connection with no bytes in either direction for this long is closed.
+    pub idle_timeout: Option<Duration>,
+    /// A connection is closed after this long, busy or not.
+    pub max_duration: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory: 64 << 20, cpu_budget: Some(Duration::from_secs(30)), idle_timeout: Some(Duration::from_secs(300)), max_duration: None }
+    }
+}
+
+/// Which limit ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    /// Linear memory could not grow past the limit.
+    Memory,
+    /// The CPU budget was used up.
+    Cpu,
+    /// No traffic for the idle timeout.
+    Idle,
+    /// The maximum duration passed.
+    Duration,
+}
+
+impl LimitHit {
+    /// A short name for logs and counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitHit::Memory => "memory limit",
+            LimitHit::Cpu => "cpu budget",
+            LimitHit::Idle => "idle timeout",
+            LimitHit::Duration => "max duration",
+        }
+    }
+}
+
+/// Enforces the memory limit and remembers when a guest ran into it.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    limit: usize,
+    /// Set when a growth was refused.
+    pub hit: bool,
+}
+
+impl MemoryLimiter {
+    /// A limiter allowing `limit` bytes of linear memory.
+    pub fn new(limit: usize) -> Self {
+        MemoryLimiter { limit, hit: false }
+    }
+}
+
+/// Most table elements an instance may have (function tables; generous).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let ok = desired <= self.limit;
+        self.hit |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Time a plugin spent running, measured around every poll of its call.
+#[derive(Debug, Default)]
+pub struct CpuMeter {
+    used_nanos: AtomicU64,
+}
+
+impl CpuMeter {
+    /// Time used so far.
+    pub fn used(&self) -> Duration {
+        Duration::from_nanos(self.used_nanos.load(Ordering::Relaxed))
+    }
+
+    fn add(&self, d: Duration) {
+        self.used_nanos.fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// Wraps the future that runs the guest so each poll's duration is counted.
+    pub fn meter<F: Future>(self: &Arc<Self>, inner: F) -> Metered<F> {
+        Metered { inner, meter: self.clone() }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future whose polls are timed into a [`CpuMeter`].
+    pub struct Metered<F> {
+        #[pin]
+        inner: F,
+        meter: Arc<CpuMeter>,
+    }
+}
+
+impl<F: Future> Future for Metered<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let started = Instant::now();
+        let out = this.inner.poll(cx);
+        this.meter.add(started.elapsed());
+        out
+    }
+}
+
+/// When a connection last moved a byte, shared by its streams and its watchdog.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    /// Activity starting now.
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0) })
+    }
+
+    /// Records traffic now.
+    pub fn touch(&self) {
+        self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The instant of the last traffic (or the start).
+    pub fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// When the connection started.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+}
+
+/// Resolves with the first of the idle timeout or the maximum duration to expire.
+pub async fn watchdog(activity: &Activity, limits: &Limits) -> LimitHit {
+    loop {
+        let idle_at = limits.idle_timeout.map(|t| activity.last() + t);
+        let max_at = limits.max_duration.map(|t| activity.started() + t);
+        let next = match (idle_at, max_at) {
+            (None, None) => return std::future::pending().await,
+            (Some(i), Some(m)) => i.min(m),
+            (Some(i), None) => i,
+            (None, Some(m)) => m,
+        };
+        tokio::time::sleep_until(next.into()).await;
+        let now = Instant::now();
+        if max_at.is_some_and(|m| now >= m) {
+            return LimitHit::Duration;
+        }
+        // Traffic may have moved the idle deadline while we slept.
+        if limits.idle_timeout.is_some_and(|t| now >= activity.last() + t) {
+            return LimitHit::Idle;
+        }
+    }
+}

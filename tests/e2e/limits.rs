@@ -1,0 +1,245 @@
+//! Limits and reliability: no client and no plugin can hurt anyone else's connection.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn spec(path: &std::path::Path) -> String {
+    format!("{}@127.0.0.1:0", path.display())
+}
+
+/// One request/response with the echo plugin; true if it came back right.
+fn echo_once(s: &mut TcpStream, msg: &[u8]) -> bool {
+    if s.write_all(msg).is_err() {
+        return false;
+    }
+    let mut reply = vec![0u8; 6 + msg.len()];
+    s.read_exact(&mut reply).is_ok() && reply[..6] == *b"Echo=>" && reply[6..] == *msg
+}
+
+/// Reads until the server closes; true if it closed (EOF or reset) within `limit`.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut sink = [0u8; 65536];
+    loop {
+        match s.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn misbehaving_plugins_hurt_nobody_else() {
+    let modes = [("panicky", "panic"), ("oom", "alloc"), ("deep", "recurse"), ("busy", "busy"), ("flood", "flood")];
+    let mut args: Vec<String> = vec!["--plugin".into(), spec(&plugin("echo"))];
+    for (name, mode) in modes {
+        args.extend(["--plugin".into(), spec(&copy_as(&fixture("misbehave"), name)), "--set".into(), format!("{name}.MODE={mode}")]);
+    }
+    args.extend(["--cpu-budget", "2s", "--memory-limit", "64MiB", "--idle-timeout", "3s"].map(String::from));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&argv, 1 + modes.len());
+    let echo = server.addr(0);
+    let addr = |name: &str| server.listeners.iter().find(|(n, _)| n == name).unwrap().1;
+
+    // Eight echo clients talk for the whole attack.
+    let done = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let exchanges = Arc::new(AtomicUsize::new(0));
+    let talkers: Vec<_> = (0..8)
+        .map(|i| {
+            let (done, errors, exchanges) = (done.clone(), errors.clone(), exchanges.clone());
+            thread::spawn(move || {
+                let mut s = connect(echo);
+                let msg = format!("{i:02}-0123456789abcdefghijklmnopqr");
+                while !done.load(Ordering::Relaxed) {
+                    if echo_once(&mut s, msg.as_bytes()) {
+                        exchanges.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        s = connect(echo);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Two busy loops: each must be ended by its CPU budget, within 10 s.
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let a = addr("busy");
+            thread::spawn(move || {
+                let mut s = connect(a);
+                s.write_all(b"go").unwrap();
+                let started = Instant::now();
+                assert!(closed_within(&mut s, Duration::from_secs(10)), "a busy loop outlived 10 s");
+                started.elapsed()
+            })
+        })
+        .collect();
+    // Flood writers whose clients never read.
+    let floods: Vec<TcpStream> = (0..3).map(|_| connect(addr("flood"))).collect();
+    // 25 connections each for panic, OOM and stack overflow, three at a time per kind.
+    let crashers: Vec<_> = ["panicky", "oom", "deep"]
+        .iter()
+        .flat_map(|name| (0..3).map(move |_| *name))
+        .map(|name| {
+            let a = addr(name);
+            thread::spawn(move || {
+                for _ in 0..(25 / 3 + 1) {
+                    let mut s = connect(a);
+                    s.write_all(b"crash").unwrap();
+                    assert!(closed_within(&mut s, Duration::from_secs(10)), "{name}: the connection stayed open");
+                }
+            })
+        })
+        .collect();
+    let mut peak_rss = 0;
+    while crashers.iter().any(|c| !c.is_finished()) {
+        peak_rss = peak_rss.max(server.rss_kib());
+        thread::sleep(Duration::from_millis(50));
+    }
+    for c in crashers {
+        c.join().expect("a crashing connection was not closed");
+    }
+    for b in busy {
+        let took = b.join().expect("a busy loop was not stopped");
+        eprintln!("busy loop closed after {took:?}");
+    }
+    peak_rss = peak_rss.max(server.rss_kib());
+    done.store(true, Ordering::Relaxed);
+    for t in talkers {
+        t.join().unwrap();
+    }
+    drop(floods);
+    eprintln!("echo exchanges during the attack: {}; peak RSS {} MiB", exchanges.load(Ordering::Relaxed), peak_rss / 1024);
+    assert_eq!(errors.load(Ordering::Relaxed), 0, "echo clients saw errors");
+    assert!(exchanges.load(Ordering::Relaxed) > 100, "echo clients made no progress");
+    assert!(peak_rss < 512 * 1024, "host RSS reached {} MiB", peak_rss / 1024);
+    let log = server.stderr();
+    for needle in ["panicking on purpose", "memory limit", "cpu budget"] {
+        assert!(log.contains(needle), "{needle:?} not in the log:\n{}", &log[log.len().saturating_sub(4000)..]);
+    }
+}
+
+#[test]
+fn silent_connections_are_closed_at_the_idle_timeout_and_do_not_delay_others() {
+    raise_fd_limit();
+    let server = Server::start(&["--plugin", &spec(&plugin("echo")), "--idle-timeout", "3s"], 1);
+    let addr = server.addr(0);
+    let opened = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..1000).map(|_| connect(addr)).collect();
+    let mut fresh = connect(addr);
+    let asked = Instant::now();
+    assert!(echo_once(&mut fresh, b"hello"), "a fresh client was not served");
+    eprintln!("fresh client answered in {:?} beside 1000 silent ones", asked.elapsed());
+    assert!(asked.elapsed() < Duration::from_secs(2), "a fresh client waited {:?}", asked.elapsed());
+    for s in silent.iter_mut() {
+        let left = Duration::from_secs(12).saturating_sub(opened.elapsed()).max(Duration::from_millis(10));
+        assert!(closed_within(s, left), "a silent connection outlived the idle timeout");
+    }
+    eprintln!("1000 silent connections closed after {:?}", opened.elapsed());
+    assert!(opened.elapsed() >= Duration::from_secs(3), "closed before the idle timeout");
+}
+
+/// Opens `n` connections, holds them, and counts how many get an echo and how many are
+/// closed at once.
+fn admitted(addr: SocketAddr, n: usize) -> (usize, usize, Vec<TcpStream>) {
+    let mut held = Vec::new();
+    let (mut served, mut refused) = (0, 0);
+    for _ in 0..n {
+        let mut s = connect(addr);
+        if echo_once(&mut s, b"hi") {
+            served += 1;
+            held.push(s);
+        } else {
+            refused += 1;
+        }
+    }
+    (served, refused, held)
+}
+
+#[test]
+fn max_connections_serves_exactly_that_many() {
+    let server = Server::start(&["--plugin", &spec(&plugin("echo")), "--max-connections", "100"], 1);
+    let started = Instant::now();
+    let (served, refused, held) = admitted(server.addr(0), 150);
+    assert_eq!((served, refused), (100, 50));
+    assert!(started.elapsed() < Duration::from_secs(10), "refusals were not prompt");
+    drop(held);
+    server.wait_for_log("max connections reached");
+}
+
+#[test]
+fn per_ip_limit_and_address_rules() {
+    let echo = spec(&plugin("echo"));
+    let server = Server::start(&["--plugin", &echo, "--max-per-ip", "2"], 1);
+    let (served, refused, _held) = admitted(server.addr(0), 3);
+    assert_eq!((served, refused), (2, 1));
+    drop(server);
+
+    let server = Server::start(&["--plugin", &echo, "--deny", "127.0.0.0/8"], 1);
+    assert_eq!(admitted(server.addr(0), 2).0, 0, "--deny 127.0.0.0/8 let loopback in");
+    server.wait_for_log("address not allowed");
+    drop(server);
+
+    let server = Server::start(&["--plugin", &echo, "--deny", "127.0.0.0/8", "--allow", "127.0.0.1/32"], 1);
+    assert_eq!(admitted(server.addr(0), 2).0, 2, "--allow 127.0.0.1/32 did not let it back in");
+}
+
+#[test]
+fn sigterm_refuses_new_connections_and_drains_the_open_ones() {
+    let mut server = Server::start(&["--plugin", &spec(&plugin("echo")), "--drain-timeout", "5s"], 1);
+    let addr = server.addr(0);
+    let mut open: Vec<TcpStream> = (0..50).map(|_| connect(addr)).collect();
+    for s in open.iter_mut() {
+        assert!(echo_once(s, b"before"));
+    }
+    server.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    loop {
+        match TcpStream::connect(addr) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
+            _ => assert!(signalled.elapsed() < Duration::from_secs(1), "still accepting 1 s after SIGTERM"),
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    for s in open.iter_mut() {
+        assert!(echo_once(s, b"after the signal"), "an in-flight connection was cut");
+    }
+    drop(open);
+    let code = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, Some(0), "did not exit 0 before the drain timeout");
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+
+    // A second signal does not wait for the drain.
+    let mut server = Server::start(&["--plugin", &spec(&plugin("echo")), "--drain-timeout", "60s"], 1);
+    let mut held = connect(server.addr(0));
+    assert!(echo_once(&mut held, b"x"));
+    server.signal(libc::SIGTERM);
+    thread::sleep(Duration::from_millis(300));
+    assert!(server.alive(), "exited without draining");
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(2)).is_some(), "a second SIGTERM did not exit at once");
+}
+
+#[test]
+fn a_writer_whose_client_never_reads_keeps_host_memory_flat() {
+    let flood = copy_as(&fixture("misbehave"), "writer");
+    let server = Server::start(&["--plugin", &spec(&flood), "--set", "writer.MODE=flood"], 1);
+    let clients: Vec<TcpStream> = (0..10).map(|_| connect(server.addr(0))).collect();
+    thread::sleep(Duration::from_secs(1));
+    let before = server.rss_kib();
+    thread::sleep(Duration::from_secs(3));
+    let after = server.rss_kib();
+    eprintln!("flood writers, clients not reading: RSS {before} KiB → {after} KiB");
+    assert!(after < before + 8 * 1024, "RSS grew from {before} to {after} KiB");
+    drop(clients);
+}
