@@ -1,0 +1,323 @@
+//! Serial lines: one long conversation per port.
+//!
+//! The device is opened exclusively (`TIOCEXCL` and an exclusive `flock`), in raw mode,
+//! 8N1, no flow control, at the listener's baud rate. Its byte stream goes to a fresh
+//! instance's stream handler (transport `serial`, peer = local = the device path, role
+//! `accepted`). When the plugin returns, a fresh instance takes over the same open port
+//! (after a growing pause if plugins keep returning at once). When the device goes away
+//! (USB unplugged, the far end of a pty closed: the host sees a hangup, `EIO` or end of
+//! file), the instance is asked to close, the port is closed, and the device path is
+//! reopened with backoff until it is back. When the service stops, the conversation is
+//! closed gracefully at once: a serial line never ends by itself.
+//!
+//! All I/O is non-blocking through tokio's `AsyncFd`; opening (which may wait on a slow
+//! driver) runs on a blocking thread. A plugin's flush means "handed to the kernel": the
+//! host never waits for `tcdrain`, which would block an async thread until the bytes were
+//! on the wire.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use serialport::{DataBits, FlowControl, Parity, StopBits, TTYPort};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::bindings::{ConnectionInfo, Role, Transport};
+use crate::closer::Closer;
+use crate::metrics::Counters;
+use crate::service::{Ctx, Service};
+use crate::session;
+
+/// First pause before reopening a vanished device, or before restarting a plugin that
+/// returned at once; doubled on each repeat.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest such pause.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A conversation shorter than this counts as "returned at once" for the restart backoff.
+const QUICK_RETURN: Duration = Duration::from_secs(1);
+
+/// An open serial device.
+pub struct SerialLine {
+    device: String,
+    baud: u32,
+    fd: Arc<AsyncFd<TTYPort>>,
+}
+
+impl SerialLine {
+    /// The device path, as given.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+}
+
+/// Opens `device` at `baud`, 8N1, raw, exclusive and non-blocking.
+///
+/// Must be called within the tokio runtime (the descriptor is registered with it).
+pub async fn open(device: &str, baud: u32) -> io::Result<SerialLine> {
+    let path = device.to_string();
+    let port = tokio::task::spawn_blocking(move || -> io::Result<TTYPort> {
+        let port = serialport::new(&path, baud)
+            .data_bits(DataBits::Eight)
+            .parity(Parity::None)
+            .stop_bits(StopBits::One)
+            .flow_control(FlowControl::None)
+            .exclusive(true)
+            .open_native()
+            .map_err(|e| explain(io::Error::from(e)))?;
+        let fd = port.as_raw_fd();
+        let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        Ok(port)
+    })
+    .await
+    .map_err(|e| io::Error::other(format!("the opening thread failed: {e}")))??;
+    // SAFETY: a `TTYPort` owns its descriptor: it stays open, and `as_raw_fd` returns
+    // the same one, until the port is dropped, which only the `AsyncFd` can do.
+    let fd = unsafe { AsyncFd::register(port) }?;
+    Ok(SerialLine { device: device.to_string(), baud, fd: Arc::new(fd) })
+}
+
+/// Adds a hint to the errors that mean "not a serial device" or "already in use".
+fn explain(e: io::Error) -> io::Error {
+    let mut text = e.to_string();
+    // Some errors come as "DESCRIPTION: DESCRIPTION".
+    if let Some((a, b)) = text.split_once(": ")
+        && a == b
+    {
+        text = a.to_string();
+    }
+    let hint = if text.contains("Inappropriate ioctl") || text.contains("Not a typewriter") {
+        "not a serial device or terminal"
+    } else if text.contains("exclusive lock") || text.contains("busy") {
+        "another program (or listener) has it open"
+    } else {
+        return e;
+    };
+    io::Error::new(e.kind(), format!("{text} ({hint})"))
+}
+
+/// Serves the line until the service stops, reopening the device whenever it vanishes.
+pub async fn run(line: SerialLine, service: Arc<Service>, ctx: Ctx) {
+    let (device, baud) = (line.device.clone(), line.baud);
+    let mut line = Some(line);
+    let mut restart = MIN_BACKOFF;
+    loop {
+        let Some(open_line) = line.take() else {
+            match reopen(&device, baud, &service).await {
+                Some(reopened) => {
+                    line = Some(reopened);
+                    continue;
+                }
+                None => return,
+            }
+        };
+        let started = Instant::now();
+        let gone = converse(&open_line, &service, &ctx).await;
+        if stopping(&service) {
+            return;
+        }
+        match gone {
+            Some(reason) => {
+                tracing::warn!(plugin = %service.name(), %device, "serial device gone ({reason}); reopening it when it is back");
+                drop(open_line);
+                restart = MIN_BACKOFF;
+            }
+            None => {
+                line = Some(open_line);
+                if started.elapsed() < QUICK_RETURN {
+                    tracing::debug!(plugin = %service.name(), %device, "the plugin returned at once; next instance in {restart:?}");
+                    if !pause(&service, restart).await {
+                        return;
+                    }
+                    restart = (restart * 2).min(MAX_BACKOFF);
+                } else {
+                    restart = MIN_BACKOFF;
+                }
+            }
+        }
+    }
+}
+
+/// Runs one instance on the line; returns why the device is gone, if it is.
+async fn converse(line: &SerialLine, service: &Arc<Service>, ctx: &Ctx) -> Option<String> {
+    let closer = Closer::new();
+    let health = Arc::new(Health::default());
+    let reader = LineReader { fd: line.fd.clone(), health: health.clone(), closer: closer.clone() };
+    let writer = LineWriter { fd: line.fd.clone(), health: health.clone(), closer: closer.clone() };
+    let info = ConnectionInfo {
+        id: ctx.rt.next_conn_id(),
+        transport: Transport::Serial,
+        role: Role::Accepted,
+        peer: line.device.clone(),
+        local: line.device.clone(),
+    };
+    Counters::bump(&service.counters.served);
+    let plugin = service.current();
+    // The conversation is a task of its own: should this listener's future be dropped
+    // (its listener stopped), the guard below still closes it gracefully, and the drain
+    // at shutdown waits for it.
+    let conversation = {
+        let (rt, service, closer) = (ctx.rt.clone(), service.clone(), closer.clone());
+        ctx.tracker.spawn(async move {
+            let outcome = session::run_stream(&rt, &plugin, info.clone(), reader, writer, closer).await;
+            service.account(&info, &outcome);
+        })
+    };
+    let _close_if_dropped = CloseOnDrop(closer.clone());
+    tokio::pin!(conversation);
+    let (mut stopping, mut forced) = (false, false);
+    loop {
+        tokio::select! {
+            _ = &mut conversation => break,
+            () = service.stopped(), if !stopping => {
+                stopping = true;
+                closer.close("the server is shutting down");
+            }
+            () = ctx.force.cancelled(), if !forced => {
+                forced = true;
+                closer.close("the server is shutting down");
+            }
+        }
+    }
+    health.gone()
+}
+
+/// Closes a conversation when dropped.
+struct CloseOnDrop(Closer);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close("the serial listener stopped");
+    }
+}
+
+/// Waits for `device` to come back and opens it; `None` if the service stopped first.
+async fn reopen(device: &str, baud: u32, service: &Arc<Service>) -> Option<SerialLine> {
+    let mut backoff = MIN_BACKOFF;
+    let mut attempts = 0u64;
+    loop {
+        if !pause(service, backoff).await {
+            return None;
+        }
+        attempts += 1;
+        match open(device, baud).await {
+            Ok(line) => {
+                tracing::info!(plugin = %service.name(), %device, attempts, "serial device back: opened");
+                return Some(line);
+            }
+            Err(e) => tracing::debug!(plugin = %service.name(), %device, attempts, "serial device still missing: {e}"),
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Whether the service has stopped accepting.
+fn stopping(service: &Service) -> bool {
+    let stopped = std::pin::pin!(service.stopped());
+    stopped.poll(&mut Context::from_waker(std::task::Waker::noop())).is_ready()
+}
+
+/// Sleeps for `d`; `false` if the service stopped meanwhile.
+async fn pause(service: &Service, d: Duration) -> bool {
+    tokio::select! {
+        () = service.stopped() => false,
+        () = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Whether the device went away during a conversation, and why.
+#[derive(Default)]
+struct Health {
+    gone: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Records the first sign that the device is gone and ends the conversation.
+    fn lost(&self, closer: &Closer, why: String) {
+        let mut gone = self.gone.lock().unwrap_or_else(PoisonError::into_inner);
+        if gone.is_none() {
+            *gone = Some(why);
+            closer.close("the serial device went away");
+        }
+    }
+
+    fn gone(&self) -> Option<String> {
+        self.gone.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// The line's input, for one instance.
+struct LineReader {
+    fd: Arc<AsyncFd<TTYPort>>,
+    health: Arc<Health>,
+    closer: Closer,
+}
+
+impl AsyncRead for LineReader {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            let mut guard = ready!(this.fd.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| nix::unistd::read(fd.as_raw_fd(), unfilled).map_err(io::Error::from)) {
+                Ok(Ok(0)) => {
+                    // In raw mode a read returns 0 only after a hangup.
+                    this.health.lost(&this.closer, "hung up".into());
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(e)) => {
+                    this.health.lost(&this.closer, format!("read: {e}"));
+                    return Poll::Ready(Err(e));
+                }
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// The line's output, for one instance.
+struct LineWriter {
+    fd: Arc<AsyncFd<TTYPort>>,
+    health: Arc<Health>,
+    closer: Closer,
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            let mut guard = ready!(this.fd.poll_write_ready(cx))?;
+            match guard.try_io(|fd| nix::unistd::write(fd.as_raw_fd(), data).map_err(io::Error::from)) {
+                Ok(Ok(n)) => return Poll::Ready(Ok(n)),
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(e)) => {
+                    this.health.lost(&this.closer, format!("write: {e}"));
+                    return Poll::Ready(Err(e));
+                }
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// The bytes are the kernel's once written; waiting until they are on the wire
+    /// (`tcdrain`) would block an async thread.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// The port stays open for the next instance.
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
