@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::admission::{AdmissionConfig, Cidr};
 use crate::cache::ArtifactCache;
+use crate::limits::Limits;
 use crate::listen;
 use crate::runtime::RuntimeOptions;
 use crate::serve::{PluginSpec, ServeConfig};
@@ -26,7 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve plugins on their listeners until SIGINT/SIGTERM.
     ///
-    /// Prints one line per bound listener to stdout: `listening NAME tcp://ADDR`.
+    /// Prints one line per bound listener to stdout: `listening NAME tcp://ADDR` (or
+    /// `udp://ADDR`, `serial://DEVICE`).
     /// Logs go to stderr (level from RUST_LOG, default info).
     Serve(ServeArgs),
     /// Dial HOST:PORT and run a plugin on the connection (role `dialed`).
@@ -45,11 +48,23 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// PATH[@LISTEN[,LISTEN...]]; repeatable. The plugin name is the file stem
-    /// (plugins/echo.wasm → echo). LISTEN = PORT | HOST:PORT | tcp:HOST:PORT (HOST defaults
-    /// to 127.0.0.1; port 0 picks a free port). Without @LISTEN the plugin's
-    /// describe().listen is used.
+    /// (plugins/echo.wasm → echo). LISTEN = PORT | HOST:PORT | tcp:HOST:PORT |
+    /// udp:HOST:PORT | serial:DEVICE[:BAUD] (HOST defaults to 127.0.0.1; port 0 picks a
+    /// free port; serial lines are 8N1, 9600 baud by default). Without @LISTEN the
+    /// plugin's describe().listen is used.
     #[arg(long = "plugin", value_name = "SPEC", value_parser = parse_plugin_spec)]
     pub plugins: Vec<PluginSpec>,
+
+    /// Serve every *.wasm in DIR (with an optional NAME.toml sidecar beside each) and
+    /// follow the folder: a new file is a new service, a changed one is swapped in, a
+    /// removed one stops accepting.
+    #[arg(long = "plugins", value_name = "DIR")]
+    pub plugins_dir: Option<PathBuf>,
+
+    /// A TOML file with one table per plugin (path, listen, settings, dir, limits);
+    /// followed like the plugins folder.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
 
     /// NAME.KEY=VALUE: environment variable KEY=VALUE for every instance of plugin NAME;
     /// repeatable.
@@ -64,6 +79,51 @@ pub struct ServeArgs {
     /// How long in-flight connections may continue after SIGINT/SIGTERM (e.g. 10s, 500ms).
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    /// Largest linear memory of one instance (e.g. 64MiB); growth beyond it fails inside
+    /// the plugin and ends only that connection.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub memory_limit: usize,
+
+    /// Time a plugin may spend running (not waiting) on one connection; then it traps.
+    /// `off` for no budget.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_optional_duration)]
+    pub cpu_budget: OptionalDuration,
+
+    /// Close a connection with no bytes in either direction for this long (slowloris).
+    /// `off` to keep idle connections forever.
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = parse_optional_duration)]
+    pub idle_timeout: OptionalDuration,
+
+    /// Close every connection after this long, busy or not [default: off].
+    #[arg(long, value_name = "DUR", default_value = "off", value_parser = parse_optional_duration)]
+    pub max_duration: OptionalDuration,
+
+    /// Most connections open at once, all plugins together; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most connections open at once from one IP address [default: no limit].
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_per_ip: usize,
+
+    /// Most new connections per second from one IP address, e.g. 50/s [default: no limit].
+    #[arg(long, value_name = "N/s", default_value = "0", value_parser = parse_rate)]
+    pub rate_per_ip: u32,
+
+    /// Admit only addresses in this block (CIDR, e.g. 10.0.0.0/8); repeatable. The most
+    /// specific --allow/--deny rule matching an address decides (deny wins a tie).
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<Cidr>,
+
+    /// Refuse addresses in this block (CIDR); repeatable.
+    #[arg(long, value_name = "CIDR")]
+    pub deny: Vec<Cidr>,
+
+    /// UDP: datagrams answered (and replies sent) per second to one peer (IP address,
+    /// IPv6 /64), e.g. 100/s; the rest get no answer. Guards against reflection floods.
+    #[arg(long, value_name = "N/s", default_value = "100", value_parser = crate::udp::parse_replies_per_peer)]
+    pub udp_replies_per_peer: u32,
 
     /// Compiled-artifact cache location.
     #[command(flatten)]
@@ -134,7 +194,31 @@ impl ServeArgs {
             settings.entry(plugin).or_default().push((key, value));
         }
         let runtime = RuntimeOptions { cache: self.cache.cache(), ..RuntimeOptions::default() };
-        ServeConfig { plugins: self.plugins, settings, dirs: self.dirs.into_iter().collect(), drain_timeout: self.drain_timeout, runtime }
+        let limits = Limits {
+            memory: self.memory_limit,
+            cpu_budget: self.cpu_budget.0,
+            idle_timeout: self.idle_timeout.0,
+            max_duration: self.max_duration.0,
+        };
+        let admission = AdmissionConfig {
+            max_connections: self.max_connections,
+            max_per_ip: self.max_per_ip,
+            rate_per_ip: self.rate_per_ip,
+            allow: self.allow,
+            deny: self.deny,
+        };
+        ServeConfig {
+            plugins: self.plugins,
+            settings,
+            dirs: self.dirs.into_iter().collect(),
+            plugins_dir: self.plugins_dir,
+            config_file: self.config_file,
+            drain_timeout: self.drain_timeout,
+            limits,
+            admission,
+            udp: crate::udp::UdpOptions { replies_per_peer: self.udp_replies_per_peer },
+            runtime,
+        }
     }
 }
 
@@ -178,6 +262,43 @@ pub fn parse_dir(s: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
+/// A duration that may be `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalDuration(pub Option<Duration>);
+
+/// Parses a duration, or `off`/`0` for none.
+pub fn parse_optional_duration(s: &str) -> Result<OptionalDuration, String> {
+    match s.trim() {
+        "off" | "none" | "0" => Ok(OptionalDuration(None)),
+        other => parse_duration(other).map(|d| OptionalDuration(Some(d))),
+    }
+}
+
+/// Parses a size: `65536`, `512KiB`, `64MiB`, `1GiB` (also KB/MB/GB, powers of 1000).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: usize = number.parse().map_err(|_| format!("{s:?}: expected a size like 64MiB"))?;
+    let factor: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("{s:?}: unknown unit {other:?} (use B, KiB, MiB, GiB, KB, MB or GB)")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("{s:?}: too large"))
+}
+
+/// Parses a rate `N/s` (or a bare `N`).
+pub fn parse_rate(s: &str) -> Result<u32, String> {
+    let n = s.trim().strip_suffix("/s").unwrap_or(s.trim());
+    n.parse().map_err(|_| format!("{s:?}: expected a rate like 50/s"))
+}
+
 /// Parses `500ms`, `10s`, `2m`, `1h` (a bare number means seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -208,6 +329,13 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("3 weeks").is_err());
+        assert_eq!(parse_optional_duration("off").unwrap(), OptionalDuration(None));
+        assert_eq!(parse_optional_duration("2s").unwrap(), OptionalDuration(Some(Duration::from_secs(2))));
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("64 parsecs").is_err());
+        assert_eq!(parse_rate("50/s").unwrap(), 50);
     }
 
     #[test]

@@ -5,11 +5,20 @@
 //!
 //! ```text
 //! cli        command line → ServeConfig
-//! serve      load plugins, bind listeners (prints `listening NAME tcp://ADDR`), drain on
-//!            shutdown
+//! serve      start the registry and the watcher, serve until shutdown, then drain
+//!   registry   served plugins by name, kept in step with their files: load, bind,
+//!              swap atomically, re-listen, remove; rejects bad changes
+//!   watch      notify events → debounced, stable-file reloads through the registry
+//!   config     sidecar NAME.toml and --config FILE (listen, settings, dir, limits)
 //!   listen     listener address syntax (PORT | HOST:PORT | tcp:… | udp:… | serial:…)
-//!   service    a served plugin: its current version (swapped atomically), its stop token
+//!   service    a served plugin: its current version (swapped atomically), its stop token,
+//!              its counters (metrics)
+//!   admission  who may connect and how many at once (limits, rates, CIDR rules)
 //!   tcp        TCP listeners: accept, one task and one fresh instance per connection
+//!   udp        UDP listeners: reflection guards, per-peer reply rate, bounded in-flight
+//!     datagram   one datagram: fresh instance, handle-datagram, replies
+//!   serial     serial lines: open raw + exclusive, one conversation at a time, reopen
+//!              with backoff when the device goes away
 //!   plugin     file → validated component: compile off the async threads, link, match a
 //!              world, call describe()
 //!   runtime    engine (pooling allocator, epoch ticker), linker, instance semaphore
@@ -18,6 +27,7 @@
 //!     stream     wasi input/output streams backed by the connection halves
 //!     hub        rooms for cross-connection messages (the `hub` interface)
 //!     logpipe    plugin stdout/stderr → host log
+//!     limits     memory limiter, CPU meter, idle/duration watchdog
 //!     closer     host-initiated graceful close of one connection
 //!     grants     what a plugin may touch: settings, a directory, stdio
 //!     state      what a Store holds
@@ -29,21 +39,30 @@
 
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod bindings;
 pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod closer;
+pub mod config;
 pub mod connect;
+pub mod datagram;
 pub mod grants;
 pub mod hub;
+pub mod limits;
 pub mod listen;
 pub mod logpipe;
+pub mod metrics;
 pub mod plugin;
+pub mod registry;
 pub mod runtime;
+pub mod serial;
 pub mod serve;
 pub mod service;
 pub mod session;
 pub mod state;
 pub mod stream;
 pub mod tcp;
+pub mod watch;
+pub mod udp;

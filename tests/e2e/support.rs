@@ -2,14 +2,19 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long any single read or start-up may take before a test fails instead of hanging.
+/// How long any single read may take before a test fails instead of hanging.
 pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// How long a server may take to print its `listening` lines: it compiles each plugin
+/// first, ~10 s for a Python or JavaScript component when nothing else runs, and tests run
+/// in parallel on few cores.
+pub const START_PATIENCE: Duration = Duration::from_secs(120);
 
 /// The `switchboard` binary under test.
 pub fn binary() -> PathBuf {
@@ -28,6 +33,11 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// A plugin's name as the host derives it: the file stem (plugins/echo-py.wasm → echo-py).
+pub fn plugin_name(path: &Path) -> String {
+    path.file_stem().expect("a plugin file name").to_string_lossy().into_owned()
+}
+
 /// A test fixture plugin.
 pub fn fixture(name: &str) -> PathBuf {
     let path = dir_from_env("SWITCHBOARD_FIXTURES").join(format!("{name}.wasm"));
@@ -38,9 +48,12 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A running `switchboard serve`; killed when dropped.
 pub struct Server {
     child: Child,
-    /// `(plugin name, address)` for every `listening` line, in order.
+    /// `(plugin name, address)` for every `tcp://` or `udp://` `listening` line, in order.
     pub listeners: Vec<(String, SocketAddr)>,
+    /// `(plugin name, URL)` for every `listening` line (serial ones included), in order.
+    pub urls: Vec<(String, String)>,
     stderr: Arc<Mutex<String>>,
+    stdout: Mutex<mpsc::Receiver<String>>,
 }
 
 impl Server {
@@ -76,25 +89,42 @@ impl Server {
             }
         });
         let mut listeners = Vec::new();
-        while listeners.len() < expect {
-            let line = match rx.recv_timeout(PATIENCE) {
+        let mut urls = Vec::new();
+        while urls.len() < expect {
+            let line = match rx.recv_timeout(START_PATIENCE) {
                 Ok(line) => line,
                 Err(_) => {
                     let _ = child.kill();
                     std::thread::sleep(Duration::from_millis(100));
-                    panic!("no `listening` line within {PATIENCE:?}; stderr:\n{}", stderr.lock().unwrap());
+                    panic!("no `listening` line within {START_PATIENCE:?}; stderr:\n{}", stderr.lock().unwrap());
                 }
             };
             let parts: Vec<&str> = line.split(' ').collect();
             match parts.as_slice() {
                 ["listening", name, url] => {
-                    let addr = url.strip_prefix("tcp://").unwrap_or_else(|| panic!("unexpected listener {url}"));
-                    listeners.push((name.to_string(), addr.parse().expect("listening address")));
+                    urls.push((name.to_string(), url.to_string()));
+                    if let Some(addr) = url.strip_prefix("tcp://").or_else(|| url.strip_prefix("udp://")) {
+                        listeners.push((name.to_string(), addr.parse().expect("listening address")));
+                    } else {
+                        assert!(url.starts_with("serial://"), "unexpected listener {url}");
+                    }
                 }
                 _ => panic!("unexpected stdout line {line:?}"),
             }
         }
-        Server { child, listeners, stderr }
+        Server { child, listeners, urls, stderr, stdout: Mutex::new(rx) }
+    }
+
+    /// The next `listening` line printed after start-up (a plugin added while running).
+    pub fn next_listening(&self, limit: Duration) -> (String, SocketAddr) {
+        let line = self.stdout.lock().unwrap().recv_timeout(limit).unwrap_or_else(|_| panic!("no new `listening` line within {limit:?}; stderr:\n{}", self.stderr()));
+        match line.split(' ').collect::<Vec<_>>().as_slice() {
+            ["listening", name, url] => {
+                let addr = url.split("://").nth(1).expect("listening URL").parse().expect("listening address");
+                (name.to_string(), addr)
+            }
+            _ => panic!("unexpected stdout line {line:?}"),
+        }
     }
 
     /// The address of the `i`th listener.
@@ -123,6 +153,24 @@ impl Server {
         }
     }
 
+    /// Sends a signal (e.g. `libc::SIGTERM`) to the server.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits up to `limit` for the server to exit; its exit code, or None if it runs on.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("polling the server") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().expect("polling the server").is_none()
@@ -134,6 +182,28 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Raises this test process's open-file limit to the hard limit (tests hold many sockets).
+pub fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit calls on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// A copy of `src` named `NAME.wasm` in a per-process temp directory (plugin names are
+/// file stems, so copies let one component serve under several names and settings).
+pub fn copy_as(src: &std::path::Path, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchboard-copies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::copy(src, &path).unwrap();
+    path
 }
 
 /// Runs `switchboard ARGS...` to completion: (exit code, stdout, stderr).
