@@ -1,19 +1,25 @@
-//! The echo plugin against the seed echo clients.
+//! The echo plugin against the seed echo clients. The seed transcript and pure echo are
+//! functions of the plugin file, so every echo implementation runs the same checks.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::path::Path;
 use std::thread;
 
 use crate::support::*;
 
 fn echo_spec(listen: &str) -> String {
-    format!("{}@{listen}", plugin("echo").display())
+    spec(&plugin("echo"), listen)
 }
 
-#[test]
-fn seed_transcript_and_16_parallel_clients_on_two_listeners() {
-    let server = Server::start(&["--plugin", &echo_spec("127.0.0.1:0,127.0.0.1:0")], 2);
-    assert_eq!(server.listeners[0].0, "echo");
+fn spec(plugin: &Path, listen: &str) -> String {
+    format!("{}@{listen}", plugin.display())
+}
+
+/// The seed echo client, then 32 of them at once over two listeners.
+pub fn seed_transcript(plugin: &Path) {
+    let server = Server::start(&["--plugin", &spec(plugin, "127.0.0.1:0,127.0.0.1:0")], 2);
+    assert_eq!(server.listeners[0].0, plugin_name(plugin));
     assert_ne!(server.addr(0), server.addr(1));
     seed_echo_client(server.addr(0), &[b"spam", b"Spam", b"SPAM"]);
     let clients: Vec<_> = (0..32)
@@ -27,9 +33,10 @@ fn seed_transcript_and_16_parallel_clients_on_two_listeners() {
     }
 }
 
-#[test]
-fn pure_echo_read_16_bytes_at_a_time() {
-    let server = Server::start(&["--plugin", &echo_spec("127.0.0.1:0"), "--set", "echo.PREFIX="], 1);
+/// `PREFIX` empty: RFC 862 echo, read back 16 bytes at a time.
+pub fn pure_echo(plugin: &Path) {
+    let prefix = format!("{}.PREFIX=", plugin_name(plugin));
+    let server = Server::start(&["--plugin", &spec(plugin, "127.0.0.1:0"), "--set", &prefix], 1);
     let mut s = connect(server.addr(0));
     let message = b"The quick brown fox jumps over a lazy dog!";
     assert_eq!(message.len(), 42);
@@ -42,6 +49,16 @@ fn pure_echo_read_16_bytes_at_a_time() {
         got.extend_from_slice(&chunk[..n]);
     }
     assert_eq!(got, message);
+}
+
+#[test]
+fn seed_transcript_and_16_parallel_clients_on_two_listeners() {
+    seed_transcript(&plugin("echo"));
+}
+
+#[test]
+fn pure_echo_read_16_bytes_at_a_time() {
+    pure_echo(&plugin("echo"));
 }
 
 #[test]

@@ -1,9 +1,13 @@
-//! `cargo xtask build | demo | test`: the project's two-command workflow.
+//! `cargo xtask build | demo | test | bench`: the project's two-command workflow.
 //!
 //! - `build`: release host + every shipped plugin (copied to `plugins/NAME.wasm`) + the
-//!   test fixtures (copied to `<target>/fixtures/`).
+//!   test fixtures (copied to `<target>/fixtures/`) + the Python and JavaScript plugins
+//!   when python3 and node are installed ([`langs`]).
 //! - `demo`: build, then serve every `plugins/*.wasm` on its default listeners.
-//! - `test`: build, then run the whole suite (unit tests, SDK tests, end-to-end tests).
+//! - `test`: build (the Python and JavaScript plugins included, or fail), then run the
+//!   whole suite (unit tests, SDK tests, end-to-end tests).
+//! - `bench [ARGS]`: build, then run `switchboard-bench` (xtask/bench) in release mode
+//!   against the built host and plugins.
 //!
 //! The target directory comes from `cargo metadata`, so `CARGO_TARGET_DIR` is honoured.
 
@@ -11,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod langs;
 
 /// Plugins built into `plugins/` (the folder users drop .wasm files into).
 const SHIPPED: &[&str] = &["echo", "chat", "getfile"];
@@ -23,10 +29,11 @@ fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     let root = workspace_root();
     match task.as_str() {
-        "build" => build(&root).map(|_| ()),
+        "build" => build(&root, langs::Need::IfPresent).map(|_| ()),
         "demo" => demo(&root),
         "test" => test(&root),
-        _ => bail!("usage: cargo xtask <build|demo|test>\n  build  release host + plugins into plugins/\n  demo   build, then serve every plugins/*.wasm on its default ports\n  test   build, then run the whole test suite"),
+        "bench" => bench(&root, std::env::args().skip(2)),
+        _ => bail!("usage: cargo xtask <build|demo|test|bench>\n  build  release host + plugins into plugins/\n  demo   build, then serve every plugins/*.wasm on its default ports\n  test   build, then run the whole test suite\n  bench  build, then run the benchmarks (cargo xtask bench --help)"),
     }
 }
 
@@ -65,7 +72,7 @@ struct Built {
     fixtures: PathBuf,
 }
 
-fn build(root: &Path) -> Result<Built> {
+fn build(root: &Path, langs: langs::Need) -> Result<Built> {
     let target = target_dir(root)?;
     run(cargo(root).args(["build", "--release", "--package", "switchboard", "--bin", "switchboard"]))?;
     let mut cmd = cargo(root);
@@ -87,13 +94,14 @@ fn build(root: &Path) -> Result<Built> {
         std::fs::copy(out.join(format!("{name}.wasm")), fixtures.join(format!("{name}.wasm")))
             .with_context(|| format!("copying fixture {name}.wasm"))?;
     }
+    langs::build(root, &target, langs)?;
     let host = target.join("release").join("switchboard");
     eprintln!("xtask: built {}", host.display());
     Ok(Built { host, fixtures })
 }
 
 fn demo(root: &Path) -> Result<()> {
-    let built = build(root)?;
+    let built = build(root, langs::Need::IfPresent)?;
     let mut plugins: Vec<PathBuf> = std::fs::read_dir(root.join("plugins"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
@@ -102,17 +110,30 @@ fn demo(root: &Path) -> Result<()> {
     let mut cmd = Command::new(&built.host);
     cmd.current_dir(root).arg("serve");
     for p in &plugins {
-        cmd.arg("--plugin").arg(p.strip_prefix(root).unwrap_or(p));
+        let mut spec = p.strip_prefix(root).unwrap_or(p).as_os_str().to_owned();
+        // The Python and JavaScript twins share the Rust plugins' default ports.
+        if p.file_stem().and_then(|s| s.to_str()).is_some_and(langs::is_twin) {
+            spec.push("@0");
+        }
+        cmd.arg("--plugin").arg(spec);
     }
     eprintln!("xtask: serving {} plugin(s); Ctrl-C to stop", plugins.len());
     run(&mut cmd)
 }
 
+fn bench(root: &Path, args: impl Iterator<Item = String>) -> Result<()> {
+    let built = build(root, langs::Need::IfPresent)?;
+    let mut cmd = cargo(root);
+    cmd.args(["run", "--release", "--package", "switchboard-bench", "--", "--switchboard"]).arg(&built.host);
+    run(cmd.arg("--plugins").arg(root.join("plugins")).args(args))
+}
+
 fn test(root: &Path) -> Result<()> {
-    let built = build(root)?;
+    let built = build(root, langs::Need::Required)?;
+    langs::test(root)?;
     // Separate invocations keep each package's feature set, and so the release build of
     // wasmtime, identical to `build`'s.
-    run(cargo(root).args(["test", "--release", "--package", "switchboard-sdk"]))?;
+    run(cargo(root).args(["test", "--release", "--package", "switchboard-sdk", "--package", "getfile"]))?;
     run(cargo(root).args(["test", "--package", "xtask"]))?;
     run(cargo(root)
         .args(["test", "--release", "--package", "switchboard"])

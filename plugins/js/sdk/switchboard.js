@@ -1,0 +1,142 @@
+// The guest helpers for switchboard plugins written in JavaScript (componentize-js): the
+// JavaScript counterpart of plugins/sdk (Rust) and plugins/python/switchboard_sdk.
+//
+// A plugin module exports `meta`, `handler` (and `datagramHandler` in the full-plugin
+// world); `serve(handle, info, input, output)` runs `handle(conn)` on a `Connection`:
+//
+//   export const handler = {
+//     handleConnection(info, input, output) { serve(hello, info, input, output); },
+//   };
+//
+// Pollables are children of their streams: `Connection.close` disposes them first.
+
+import { getEnvironment } from 'wasi:cli/environment@0.2.3';
+
+/** Bytes asked for per read from the host; large reads keep bulk transfers cheap. */
+const READ_CHUNK = 65536n;
+
+/** A setting (an environment variable the operator set), or `fallback` if unset. */
+export function setting(key, fallback) {
+  const found = getEnvironment().find(([k]) => k === key);
+  return found ? found[1] : fallback;
+}
+
+/** The bytes of a string, UTF-8. */
+export function utf8(text) {
+  return new TextEncoder().encode(text);
+}
+
+/** `a` followed by `b`, as one Uint8Array. */
+export function concat(a, b) {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** A stream error as an Error: `closed` (the peer is gone) or a failure with its text. */
+function streamError(e) {
+  if (e?.payload?.tag === 'closed') return Object.assign(new Error('the connection is closed'), { closed: true });
+  if (e?.payload?.tag === 'last-operation-failed') return new Error(e.payload.val.toDebugString());
+  return e;
+}
+
+/**
+ * One conversation: the peer's bytes in, ours out; a socket-like object. `recv()` returns
+ * an empty array at the end of the peer's stream; `sendall` writes and flushes, using
+ * check-write / write / flush (blocking-write-and-flush traps above 4096 bytes).
+ */
+export class Connection {
+  constructor(info, input, output) {
+    /** The host's connection-info (`id`, `transport`, `role`, `peer`, `local`). */
+    this.info = info;
+    this.input = input;
+    this.output = output;
+    this.outputReady = output.subscribe();
+  }
+
+  /** The next bytes the peer sent (blocking); empty at the end of the stream. */
+  recv() {
+    try {
+      return this.input.blockingRead(READ_CHUNK);
+    } catch (e) {
+      const err = streamError(e);
+      if (err.closed) return new Uint8Array(0);
+      throw err;
+    }
+  }
+
+  /** Writes all of `data` (without flushing), waiting while the host is full. */
+  write(data) {
+    while (data.length > 0) {
+      const permit = this.checkWrite();
+      if (permit === 0) {
+        this.outputReady.block();
+        continue;
+      }
+      const n = Math.min(data.length, permit);
+      try {
+        this.output.write(data.subarray(0, n));
+      } catch (e) {
+        throw streamError(e);
+      }
+      data = data.subarray(n);
+    }
+  }
+
+  /** Waits until everything written has been handed to the host. */
+  flush() {
+    try {
+      this.output.flush();
+    } catch (e) {
+      throw streamError(e);
+    }
+    // check-write reports 0 until the flush has completed.
+    while (this.checkWrite() === 0) this.outputReady.block();
+  }
+
+  /** Writes all of `data` and flushes it, like a socket's sendall. */
+  sendall(data) {
+    this.write(data);
+    this.flush();
+  }
+
+  checkWrite() {
+    try {
+      return Number(this.output.checkWrite());
+    } catch (e) {
+      throw streamError(e);
+    }
+  }
+
+  /** Disposes the pollable, then the streams (the host then closes the connection). */
+  close() {
+    for (const key of ['outputReady', 'input', 'output']) {
+      this[key]?.[Symbol.dispose]?.();
+      this[key] = undefined;
+    }
+  }
+}
+
+/**
+ * Runs `handle(conn)` on the streams handle-connection was given, as the Rust SDK's export
+ * macros do: what was written is delivered whether `handle` returns or throws (a peer that
+ * has gone away is not an error), and a thrown error becomes the `err` the host logs.
+ */
+export function serve(handle, info, input, output) {
+  const conn = new Connection(info, input, output);
+  let failure;
+  try {
+    handle(conn);
+  } catch (e) {
+    failure = e;
+  }
+  try {
+    conn.flush();
+  } catch (e) {
+    if (!e.closed) failure ??= new Error(`flushing output: ${e.message}`);
+  } finally {
+    conn.close();
+  }
+  if (failure !== undefined) throw String(failure?.message ?? failure);
+}

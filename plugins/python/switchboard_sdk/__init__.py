@@ -1,0 +1,310 @@
+"""The guest SDK for switchboard plugins written in Python (componentize-py).
+
+The Python counterpart of the Rust SDK in ``plugins/sdk``: the streams the host hands a
+plugin become a :class:`Connection` with the socket-like methods the seed scripts use
+(``recv``, ``readline``, ``sendall``), a hub room becomes a :class:`Room`, and
+:func:`serve` runs a handler the way the Rust SDK's export macros do. A plugin is a module
+that defines the classes componentize-py looks for (``Meta``, ``Handler`` and, in the
+``full-plugin`` world, ``DatagramHandler``)::
+
+    from switchboard_sdk import plugin_info, serve
+
+    class Meta:
+        def describe(self):
+            return plugin_info("hello", "0.1.0", "says hello", ["tcp:4000"])
+
+    def hello(conn):
+        conn.sendall(b"hello\\r\\n")
+
+    class Handler:
+        def handle_connection(self, info, input, output):
+            serve(hello, info, input, output)
+
+Build: ``componentize-py -d wit -w stream-plugin componentize app -p DIR -p plugins/python
+-o NAME.wasm`` (DIR holds ``app.py``; ``cargo xtask build`` does this for the plugins
+here). Settings arrive as environment variables (:func:`setting` or
+``os.environ``).
+
+Pollables are children of the stream or member they watch: this module drops them
+first, in :meth:`Connection.close` and :meth:`Room.close`, which :func:`serve`, ``with``
+blocks and garbage collection all call.
+"""
+
+import os
+import sys
+import traceback
+
+from componentize_py_types import Err
+from wit_world.imports.types import PluginInfo
+
+try:
+    from wit_world.imports import hub
+    from wit_world.imports.poll import poll
+    from wit_world.imports.streams import StreamError_Closed
+except ImportError:
+    pass  # the datagram-plugin world has no streams and no hub: plugin_info and setting still work
+
+from .framing import LineSplitter
+
+__all__ = ["Connection", "Room", "LineSplitter", "INPUT", "ROOM", "plugin_info", "setting", "serve"]
+
+#: Bytes asked for per read from the host; large reads keep bulk transfers cheap.
+READ_CHUNK = 64 * 1024
+
+#: What :meth:`Connection.wait` returns: input (or its end) can be read without blocking.
+INPUT = "input"
+#: What :meth:`Connection.wait` returns: a message is waiting in the room.
+ROOM = "room"
+
+
+def plugin_info(name, version, summary, listen):
+    """A plugin's self-description, as ``describe()`` returns it."""
+    return PluginInfo(name=name, version=version, summary=summary, listen=list(listen))
+
+
+def setting(key, default):
+    """A setting (an environment variable the operator set), or ``default`` if unset."""
+    return os.environ.get(key, default)
+
+
+def _stream_error(err):
+    """The socket-style exception for a wasi ``stream-error``: ``BrokenPipeError`` when the
+    stream is closed, ``ConnectionResetError`` with the host's text when it failed."""
+    if isinstance(err.value, StreamError_Closed):
+        return BrokenPipeError("the connection is closed")
+    return ConnectionResetError(err.value.value.to_debug_string())
+
+
+def _drop(resource):
+    """Drops a wasi resource now (rather than whenever the garbage collector does)."""
+    if resource is not None:
+        resource.__exit__(None, None, None)
+
+
+class Connection:
+    """One conversation: the peer's bytes in, ours out; a socket-like object.
+
+    ``recv`` returns ``b""`` at the end of the peer's stream. Writes go out as the host
+    accepts them (it applies backpressure when the peer does not read); ``sendall``
+    writes and flushes. A reset connection raises ``ConnectionResetError``, writing to a
+    closed one ``BrokenPipeError``.
+    """
+
+    def __init__(self, info, input, output):
+        #: The host's ``connection-info`` (``id``, ``transport``, ``role``, ``peer``, ``local``).
+        self.info = info
+        self._input = input
+        self._output = output
+        self._input_ready = input.subscribe()
+        self._output_ready = output.subscribe()
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
+
+    @property
+    def peer(self):
+        """The peer's address (``HOST:PORT``), or the device path of a serial line."""
+        return self.info.peer
+
+    # -- reading ---------------------------------------------------------------
+
+    def fill(self):
+        """The bytes received and not yet consumed, reading from the host (blocking) only
+        if there are none; ``b""`` at the end of the stream. Pair with :meth:`consume`."""
+        while self._pos == len(self._buf) and not self._eof:
+            try:
+                self._buf = self._input.blocking_read(READ_CHUNK)
+                self._pos = 0
+            except Err as e:
+                if isinstance(e.value, StreamError_Closed):
+                    self._eof = True
+                else:
+                    raise _stream_error(e) from None
+        return self._buf[self._pos:] if self._pos else self._buf
+
+    def consume(self, n):
+        """Marks ``n`` bytes of :meth:`fill`'s result as used."""
+        self._pos = min(self._pos + n, len(self._buf))
+
+    def recv(self, bufsize=READ_CHUNK):
+        """At most ``bufsize`` bytes, as soon as any are there; ``b""`` at the end."""
+        data = self.fill()[:bufsize]
+        self.consume(len(data))
+        return data
+
+    read = recv
+
+    def readline(self, limit=-1):
+        """One line including its ``\\n`` (``b""`` at the end of the stream, the unterminated
+        rest just before it). With ``limit`` >= 0, at most ``limit`` bytes are returned,
+        like ``io.BufferedReader.readline``: check for the ``\\n`` to see whether it ended."""
+        line = b""
+        while limit < 0 or len(line) < limit:
+            chunk = self.fill()
+            if not chunk:
+                break
+            end = chunk.find(b"\n") + 1 or len(chunk)
+            if limit >= 0:
+                end = min(end, limit - len(line))
+            line += chunk[:end]
+            self.consume(end)
+            if line.endswith(b"\n"):
+                break
+        return line
+
+    def wait(self, room):
+        """Blocks until input can be read or a message waits in ``room``: :data:`INPUT`
+        or :data:`ROOM`; input wins a tie."""
+        if self._pos < len(self._buf) or self._eof:
+            return INPUT
+        ready = poll([self._input_ready, room.pollable])
+        return INPUT if 0 in ready else ROOM
+
+    # -- writing ---------------------------------------------------------------
+
+    def write(self, data):
+        """Writes all of ``data`` (without flushing), waiting while the host is full."""
+        view = memoryview(data)
+        while view:
+            permit = self._check_write()
+            if permit == 0:
+                self._output_ready.block()
+                continue
+            n = min(len(view), permit)
+            try:
+                self._output.write(bytes(view[:n]))
+            except Err as e:
+                raise _stream_error(e) from None
+            view = view[n:]
+
+    def flush(self):
+        """Waits until everything written has been handed to the host."""
+        try:
+            self._output.flush()
+        except Err as e:
+            raise _stream_error(e) from None
+        # `check-write` reports 0 until the flush has completed.
+        while self._check_write() == 0:
+            self._output_ready.block()
+
+    def sendall(self, data):
+        """Writes all of ``data`` and flushes it, like a socket's ``sendall``."""
+        self.write(data)
+        self.flush()
+
+    send = sendall
+
+    def _check_write(self):
+        try:
+            return self._output.check_write()
+        except Err as e:
+            raise _stream_error(e) from None
+
+    # -- lifetime --------------------------------------------------------------
+
+    @property
+    def closed(self):
+        """Whether :meth:`close` was called."""
+        return "_output" not in self.__dict__
+
+    def close(self):
+        """Drops the pollables, then the streams (the host then closes the connection)."""
+        for name in ("_input_ready", "_output_ready", "_input", "_output"):
+            _drop(self.__dict__.pop(name, None))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Room:
+    """Membership of one hub room; leaving is :meth:`close` (or the end of a ``with``).
+
+    A message published reaches every *other* member. The host keeps a bounded queue per
+    member; a member that falls too far behind is removed and its connection closed.
+    """
+
+    def __init__(self, name):
+        self._member = hub.Member(name)
+        #: The pollable that is ready when a message is waiting (see :meth:`Connection.wait`).
+        self.pollable = self._member.subscribe()
+
+    def publish(self, msg):
+        """Sends ``msg`` (bytes, at most 64 KiB) to every other member."""
+        self._member.publish(bytes(msg))
+
+    def try_recv(self):
+        """The next waiting message, or ``None`` (never blocks)."""
+        return self._member.try_recv()
+
+    def recv(self):
+        """Blocks until a message is waiting, then returns it."""
+        while (msg := self._member.try_recv()) is None:
+            self.pollable.block()
+        return msg
+
+    def count(self):
+        """Number of members, this one included."""
+        return self._member.count()
+
+    def set_name(self, name):
+        """Sets this member's display name (initially the connection's peer address)."""
+        self._member.set_name(name)
+
+    def names(self):
+        """Display names of all members, oldest first."""
+        return self._member.names()
+
+    def close(self):
+        """Leaves the room: drops the pollable, then the membership."""
+        for name in ("pollable", "_member"):
+            _drop(self.__dict__.pop(name, None))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+def serve(handle, info, input, output):
+    """Runs ``handle(conn)`` on the streams ``handle-connection`` was given, as the Rust
+    SDK's export macros do.
+
+    What was written is delivered whether ``handle`` returns or raises; a peer that has
+    gone away (``BrokenPipeError`` while flushing) is not an error of the plugin's. An
+    exception becomes the ``err`` the host logs: ``Err(msg)`` as raised, ``OSError``
+    (including ``ConnectionResetError``) by its message, anything else with its traceback
+    printed to the host log first.
+    """
+    conn = Connection(info, input, output)
+    try:
+        failure = None
+        try:
+            handle(conn)
+        except Err as e:
+            failure = e
+        except OSError as e:
+            failure = Err(str(e))
+        except Exception as e:
+            traceback.print_exc(file=sys.stderr)
+            failure = Err(f"{type(e).__name__}: {e}")
+        try:
+            if not conn.closed:
+                conn.flush()
+        except BrokenPipeError:
+            pass
+        except OSError as e:
+            failure = failure or Err(f"flushing output: {e}")
+        if failure is not None:
+            raise failure
+    finally:
+        conn.close()

@@ -1,0 +1,34 @@
+//! The Python and JavaScript plugins (plugins/python, plugins/js) run the same checks as
+//! their Rust twins: the functions in echo.rs and chat.rs, applied to their files.
+//!
+//! Each check starts one server, and a server compiles its plugin when it starts (~10 s
+//! for these components unless the host's compile cache has them), so there are few.
+
+use crate::chat::{commands, five_client_transcript};
+use crate::echo::{pure_echo, seed_transcript};
+use crate::support::plugin;
+
+#[test]
+fn python_echo_seed_transcript() {
+    seed_transcript(&plugin("echo-py"));
+}
+
+#[test]
+fn python_echo_pure_echo_read_16_bytes_at_a_time() {
+    pure_echo(&plugin("echo-py"));
+}
+
+#[test]
+fn python_chat_five_client_transcript() {
+    five_client_transcript(&plugin("chat-py"));
+}
+
+#[test]
+fn python_chat_commands() {
+    commands(&plugin("chat-py"));
+}
+
+#[test]
+fn javascript_echo_seed_transcript() {
+    seed_transcript(&plugin("echo-js"));
+}
