@@ -15,7 +15,8 @@
 //!              its counters (metrics)
 //!   admission  who may connect and how many at once (limits, rates, CIDR rules)
 //!   tcp        TCP listeners: accept, one task and one fresh instance per connection
-//!   udp        UDP listeners: reflection guards, per-peer reply rate, bounded in-flight
+//!   udp        UDP listeners: one fresh instance per datagram, bounded in-flight
+//!     udp_guard  reflection guards (ports, own address), per-peer reply allowance
 //!     datagram   one datagram: fresh instance, handle-datagram, replies
 //!   serial     serial lines: open raw + exclusive, one conversation at a time, reopen
 //!              with backoff when the device goes away
@@ -64,5 +65,6 @@ pub mod session;
 pub mod state;
 pub mod stream;
 pub mod tcp;
-pub mod watch;
 pub mod udp;
+pub mod udp_guard;
+pub mod watch;
