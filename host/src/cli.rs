@@ -239,7 +239,8 @@ pub fn parse_plugin_spec(spec: &str) -> Result<PluginSpec, String> {
 /// Parses `NAME.KEY=VALUE` (VALUE may be empty).
 pub fn parse_setting(s: &str) -> Result<(String, String, String), String> {
     let (target, value) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME.KEY=VALUE (missing '=')"))?;
-    let (name, key) = target.split_once('.').ok_or_else(|| format!("{s:?}: expected NAME.KEY=VALUE (missing '.' between plugin name and key)"))?;
+    let (name, key) =
+        target.split_once('.').ok_or_else(|| format!("{s:?}: expected NAME.KEY=VALUE (missing '.' between plugin name and key)"))?;
     if name.is_empty() || key.is_empty() {
         return Err(format!("{s:?}: expected NAME.KEY=VALUE (empty plugin name or key)"));
     }

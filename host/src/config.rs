@@ -78,7 +78,10 @@ impl PluginConfig {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError { path: path.into(), reason: e.to_string() })?;
         let mut config: PluginConfig = toml::from_str(&text).map_err(|e| ConfigError { path: path.into(), reason: e.to_string() })?;
         if config.path.is_some() {
-            return Err(ConfigError { path: path.into(), reason: "`path` belongs in --config files; a sidecar sits beside its .wasm".into() });
+            return Err(ConfigError {
+                path: path.into(),
+                reason: "`path` belongs in --config files; a sidecar sits beside its .wasm".into(),
+            });
         }
         config.resolve_relative(path.parent().unwrap_or(Path::new(".")));
         config.validate(path)?;

@@ -44,7 +44,9 @@ pub async fn connect(rt: &Arc<Runtime>, addr: &str, plugin: &Path, env: Vec<(Str
     let grants = Grants { env, dir: Some(DirGrant { host: cwd, writable: true }), stdio: Stdio::Inherit };
     let plugin = Arc::new(
         // The user's own client: no idle timeout or CPU budget, just the memory limit.
-        Plugin::load(rt, plugin, grants, Limits { cpu_budget: None, idle_timeout: None, ..Limits::default() }).await.map_err(|source| ConnectError::Load { path: plugin.to_path_buf(), source })?,
+        Plugin::load(rt, plugin, grants, Limits { cpu_budget: None, idle_timeout: None, ..Limits::default() })
+            .await
+            .map_err(|source| ConnectError::Load { path: plugin.to_path_buf(), source })?,
     );
     let socket = TcpStream::connect(addr).await.map_err(|source| ConnectError::Dial { addr: addr.to_string(), source })?;
     let _ = socket.set_nodelay(true);

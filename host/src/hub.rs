@@ -64,11 +64,8 @@ impl Hub {
             match rooms.get(room).and_then(Weak::upgrade) {
                 Some(existing) => existing,
                 None => {
-                    let created = Arc::new(Room {
-                        name: room.to_string(),
-                        rooms: Arc::downgrade(&self.rooms),
-                        members: Mutex::new(Vec::new()),
-                    });
+                    let created =
+                        Arc::new(Room { name: room.to_string(), rooms: Arc::downgrade(&self.rooms), members: Mutex::new(Vec::new()) });
                     rooms.insert(room.to_string(), Arc::downgrade(&created));
                     created
                 }
@@ -135,9 +132,7 @@ impl Member {
             let mut members = lock(&self.room.members);
             for entry in members.iter().filter(|e| e.id != self.id) {
                 let mut queue = lock(&entry.inbox.queue);
-                if queue.messages.len() >= self.limits.queue_messages
-                    || queue.bytes + msg.len() > self.limits.queue_bytes
-                {
+                if queue.messages.len() >= self.limits.queue_messages || queue.bytes + msg.len() > self.limits.queue_bytes {
                     queue.evicted = true;
                     queue.messages = VecDeque::new();
                     queue.bytes = 0;

@@ -24,7 +24,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory: 64 << 20, cpu_budget: Some(Duration::from_secs(30)), idle_timeout: Some(Duration::from_secs(300)), max_duration: None }
+        Limits {
+            memory: 64 << 20,
+            cpu_budget: Some(Duration::from_secs(30)),
+            idle_timeout: Some(Duration::from_secs(300)),
+            max_duration: None,
+        }
     }
 }
 

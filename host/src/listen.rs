@@ -64,7 +64,8 @@ impl FromStr for Listen {
         if let Some(rest) = spec.strip_prefix("serial:") {
             let (device, baud) = match rest.rsplit_once(':') {
                 Some((device, baud)) if baud.chars().all(|c| c.is_ascii_digit()) && !baud.is_empty() => {
-                    let baud = baud.parse().map_err(|_| ListenError { spec: spec.into(), reason: format!("baud rate {baud} is too large") })?;
+                    let baud =
+                        baud.parse().map_err(|_| ListenError { spec: spec.into(), reason: format!("baud rate {baud} is too large") })?;
                     (device, baud)
                 }
                 _ => (rest, DEFAULT_BAUD),

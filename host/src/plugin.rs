@@ -179,7 +179,21 @@ impl Plugin {
         let name: Arc<str> = name_of(path).into();
         let meta = meta.expect("checked above");
         let info = describe(rt, &name, &pre, &meta, stream.as_ref(), datagram.as_ref(), &grants, &limits).await?;
-        Ok(Plugin { name, path: path.to_path_buf(), info, world, sha256, size, compile_time, origin, grants, limits, pre, stream, datagram })
+        Ok(Plugin {
+            name,
+            path: path.to_path_buf(),
+            info,
+            world,
+            sha256,
+            size,
+            compile_time,
+            origin,
+            grants,
+            limits,
+            pre,
+            stream,
+            datagram,
+        })
     }
 
     /// The pre-linked component, for instantiation.

@@ -166,7 +166,11 @@ impl Registry {
     fn effective_config(&self, name: &str, wasm: &Path) -> Result<PluginConfig, ServeError> {
         let base = self.config.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned().unwrap_or_default();
         let sidecar_path = sidecar_of(wasm);
-        let sidecar = if let Some(sidecar_path) = sidecar_path.filter(|p| p.is_file()) { PluginConfig::read_sidecar(&sidecar_path).map_err(ServeError::Config)? } else { PluginConfig::default() };
+        let sidecar = if let Some(sidecar_path) = sidecar_path.filter(|p| p.is_file()) {
+            PluginConfig::read_sidecar(&sidecar_path).map_err(ServeError::Config)?
+        } else {
+            PluginConfig::default()
+        };
         let cli = self.cli.get(name).cloned().unwrap_or_default();
         Ok(base.overridden_by(&sidecar).overridden_by(&cli))
     }
@@ -184,7 +188,9 @@ impl Registry {
             return Ok(());
         };
         let config = self.effective_config(name, &path)?;
-        let limits = config.limits.apply(self.limits).map_err(|reason| ServeError::Config(crate::config::ConfigError { path: sidecar_of(&path).unwrap_or_else(|| path.clone()), reason }))?;
+        let limits = config.limits.apply(self.limits).map_err(|reason| {
+            ServeError::Config(crate::config::ConfigError { path: sidecar_of(&path).unwrap_or_else(|| path.clone()), reason })
+        })?;
         if let Some(dir) = &config.dir
             && !dir.is_dir()
         {
@@ -195,7 +201,8 @@ impl Registry {
             dir: config.dir.clone().map(|host| DirGrant { host, writable: false }),
             stdio: Stdio::Log,
         };
-        let plugin = Plugin::load(&self.ctx.rt, &path, grants, limits).await.map_err(|source| ServeError::Load { path: path.clone(), source })?;
+        let plugin =
+            Plugin::load(&self.ctx.rt, &path, grants, limits).await.map_err(|source| ServeError::Load { path: path.clone(), source })?;
         if let Some(entry) = entries.get(name)
             && entry.sha256 == plugin.sha256
             && entry.config == config
@@ -211,7 +218,12 @@ impl Registry {
                 .map(|l| l.parse())
                 .collect::<Result<Vec<Listen>, _>>()
                 .map_err(|source| ServeError::DefaultListen { plugin: name.to_string(), source })?,
-            Err(e) => return Err(ServeError::Config(crate::config::ConfigError { path: sidecar_of(&path).unwrap_or_else(|| path.clone()), reason: e.to_string() })),
+            Err(e) => {
+                return Err(ServeError::Config(crate::config::ConfigError {
+                    path: sidecar_of(&path).unwrap_or_else(|| path.clone()),
+                    reason: e.to_string(),
+                }));
+            }
         };
         if listens.is_empty() {
             return Err(ServeError::NoListeners(name.to_string()));

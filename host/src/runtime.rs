@@ -156,9 +156,8 @@ impl Runtime {
         }
         if let Some(dir) = &grants.dir {
             let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-            wasi.preopened_dir(&dir.host, "/", perms).map_err(|e| {
-                std::io::Error::other(format!("cannot grant directory {}: {e:#}", dir.host.display()))
-            })?;
+            wasi.preopened_dir(&dir.host, "/", perms)
+                .map_err(|e| std::io::Error::other(format!("cannot grant directory {}: {e:#}", dir.host.display())))?;
         }
         let state = State {
             wasi: wasi.build(),

@@ -144,12 +144,7 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
         ..config.runtime.clone()
     };
     let rt = Runtime::new(runtime).map_err(|e| ServeError::Runtime(format!("{e:#}")))?;
-    let ctx = Ctx {
-        rt,
-        admission: Admission::new(config.admission.clone()),
-        force: CancellationToken::new(),
-        tracker: TaskTracker::new(),
-    };
+    let ctx = Ctx { rt, admission: Admission::new(config.admission.clone()), force: CancellationToken::new(), tracker: TaskTracker::new() };
     let stop = CancellationToken::new();
     let registry = Registry::new(ctx.clone(), stop.clone(), sources, config.limits, config.udp, config.overrides())?;
 

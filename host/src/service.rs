@@ -63,7 +63,9 @@ impl Service {
             Outcome::Err(msg) => tracing::info!(%plugin, id, %peer, suppressed, error = %msg, "plugin returned an error"),
             Outcome::Trap(msg) => tracing::warn!(%plugin, id, %peer, suppressed, "plugin trapped: {msg}"),
             Outcome::Failed(msg) => tracing::error!(%plugin, id, %peer, suppressed, "cannot start the plugin: {msg}"),
-            Outcome::Limit(hit, msg) => tracing::warn!(%plugin, id, %peer, suppressed, limit = hit.name(), "connection ended by a limit: {msg}"),
+            Outcome::Limit(hit, msg) => {
+                tracing::warn!(%plugin, id, %peer, suppressed, limit = hit.name(), "connection ended by a limit: {msg}")
+            }
             Outcome::Ok | Outcome::Closed(_) => {}
         }
     }

@@ -344,7 +344,12 @@ mod tests {
             if permit == 0 {
                 break;
             }
-            let chunk: Vec<u8> = (0..permit.min(10_000)).map(|_| { i = i.wrapping_add(1); i }).collect();
+            let chunk: Vec<u8> = (0..permit.min(10_000))
+                .map(|_| {
+                    i = i.wrapping_add(1);
+                    i
+                })
+                .collect();
             sent.extend_from_slice(&chunk);
             output.write(Bytes::from(chunk)).unwrap();
         }

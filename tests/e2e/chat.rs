@@ -256,7 +256,18 @@ fn rooms_are_separate_unless_they_share_a_name() {
     let (lobby, annex, back) = (plugin_copy(&dir, "lobby"), plugin_copy(&dir, "annex"), plugin_copy(&dir, "back"));
     let specs: Vec<String> = [&lobby, &annex, &back].iter().map(|p| format!("{}@127.0.0.1:0", p.display())).collect();
     let server = Server::start(
-        &["--plugin", &specs[0], "--plugin", &specs[1], "--plugin", &specs[2], "--set", "back.ROOM=back", "--set", "back.GREETING=Welcome to the back room"],
+        &[
+            "--plugin",
+            &specs[0],
+            "--plugin",
+            &specs[1],
+            "--plugin",
+            &specs[2],
+            "--set",
+            "back.ROOM=back",
+            "--set",
+            "back.GREETING=Welcome to the back room",
+        ],
         3,
     );
     let mut l = join(server.addr(0), &mut []);

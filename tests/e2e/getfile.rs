@@ -82,7 +82,12 @@ fn getfile(addr: SocketAddr, name: &str) -> Vec<u8> {
 }
 
 fn python3(args: &[&str], cwd: &Path) -> (bool, String) {
-    let out = Command::new("python3").args(args).current_dir(cwd).stdin(Stdio::null()).output().expect("python3 is required (.ci/run checks for it)");
+    let out = Command::new("python3")
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 is required (.ci/run checks for it)");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 

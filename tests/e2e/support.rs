@@ -22,7 +22,8 @@ pub fn binary() -> PathBuf {
 }
 
 fn dir_from_env(var: &str) -> PathBuf {
-    let dir = std::env::var_os(var).unwrap_or_else(|| panic!("{var} is not set: run the suite with `cargo xtask test`, which builds the plugins first"));
+    let dir = std::env::var_os(var)
+        .unwrap_or_else(|| panic!("{var} is not set: run the suite with `cargo xtask test`, which builds the plugins first"));
     PathBuf::from(dir)
 }
 
@@ -117,7 +118,12 @@ impl Server {
 
     /// The next `listening` line printed after start-up (a plugin added while running).
     pub fn next_listening(&self, limit: Duration) -> (String, SocketAddr) {
-        let line = self.stdout.lock().unwrap().recv_timeout(limit).unwrap_or_else(|_| panic!("no new `listening` line within {limit:?}; stderr:\n{}", self.stderr()));
+        let line = self
+            .stdout
+            .lock()
+            .unwrap()
+            .recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("no new `listening` line within {limit:?}; stderr:\n{}", self.stderr()));
         match line.split(' ').collect::<Vec<_>>().as_slice() {
             ["listening", name, url] => {
                 let addr = url.split("://").nth(1).expect("listening URL").parse().expect("listening address");
@@ -209,11 +215,7 @@ pub fn copy_as(src: &std::path::Path, name: &str) -> PathBuf {
 /// Runs `switchboard ARGS...` to completion: (exit code, stdout, stderr).
 pub fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(binary()).args(args).stdin(Stdio::null()).output().expect("running switchboard");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Connects with read/write timeouts so a test fails rather than hangs.

@@ -160,7 +160,9 @@ fn js_toolchain(root: &Path, dir: &Path) -> Result<PathBuf> {
         std::fs::copy(&lock, &installed)?;
         run(Command::new("npm").current_dir(&js).args(["install", "--no-audit", "--no-fund"]))?;
         if !same_contents(&lock, &installed) {
-            bail!("plugins/js/package-lock.json does not match plugins/js/package.json: run `npm install` in plugins/js and commit the lock");
+            bail!(
+                "plugins/js/package-lock.json does not match plugins/js/package.json: run `npm install` in plugins/js and commit the lock"
+            );
         }
     }
     Ok(js.join("node_modules/.bin/componentize-js"))

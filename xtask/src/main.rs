@@ -33,7 +33,9 @@ fn main() -> Result<()> {
         "demo" => demo(&root),
         "test" => test(&root),
         "bench" => bench(&root, std::env::args().skip(2)),
-        _ => bail!("usage: cargo xtask <build|demo|test|bench>\n  build  release host + plugins into plugins/\n  demo   build, then serve every plugins/*.wasm on its default ports\n  test   build, then run the whole test suite\n  bench  build, then run the benchmarks (cargo xtask bench --help)"),
+        _ => bail!(
+            "usage: cargo xtask <build|demo|test|bench>\n  build  release host + plugins into plugins/\n  demo   build, then serve every plugins/*.wasm on its default ports\n  test   build, then run the whole test suite\n  bench  build, then run the benchmarks (cargo xtask bench --help)"
+        ),
     }
 }
 

@@ -57,7 +57,10 @@ impl Client {
         let (cmd, arg) = line.split_once(' ').map_or((line, ""), |(c, a)| (c, a.trim()));
         match cmd {
             "/nick" => {
-                if arg.is_empty() || arg.len() > MAX_NICK || arg.chars().any(|c| c.is_whitespace() || c.is_control() || c == '[' || c == ']') {
+                if arg.is_empty()
+                    || arg.len() > MAX_NICK
+                    || arg.chars().any(|c| c.is_whitespace() || c.is_control() || c == '[' || c == ']')
+                {
                     return conn.write_all(format!("* /nick NAME: 1-{MAX_NICK} characters, no spaces or brackets\r\n").as_bytes());
                 }
                 room.publish(format!("* {} is now known as {arg}\r\n", self.nick).as_bytes());

@@ -31,7 +31,12 @@ struct GetFile;
 
 impl Plugin for GetFile {
     fn describe() -> PluginInfo {
-        plugin_info("getfile", env!("CARGO_PKG_VERSION"), "getfile.py's file server and client, confined to a granted directory", &["tcp:50001"])
+        plugin_info(
+            "getfile",
+            env!("CARGO_PKG_VERSION"),
+            "getfile.py's file server and client, confined to a granted directory",
+            &["tcp:50001"],
+        )
     }
 }
 

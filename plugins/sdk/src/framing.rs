@@ -143,8 +143,7 @@ pub fn read_frame<R: Read + ?Sized>(r: &mut R, max: usize) -> io::Result<Option<
 
 /// Writes one frame: the payload's length as a big-endian `u32`, then the payload.
 pub fn write_frame<W: Write + ?Sized>(w: &mut W, payload: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(payload.len())
-        .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "frame longer than 4 GiB"))?;
+    let len = u32::try_from(payload.len()).map_err(|_| io::Error::new(ErrorKind::InvalidInput, "frame longer than 4 GiB"))?;
     w.write_all(&len.to_be_bytes())?;
     w.write_all(payload)
 }
@@ -257,11 +256,7 @@ mod tests {
         for step in [1, 2, 3, 7, 64] {
             assert_eq!(
                 lines(b"spam\r\nSpam\nSPAM", step, 100),
-                vec![
-                    (Line::Complete, "spam".into()),
-                    (Line::Complete, "Spam".into()),
-                    (Line::Unterminated, "SPAM".into()),
-                ],
+                vec![(Line::Complete, "spam".into()), (Line::Complete, "Spam".into()), (Line::Unterminated, "SPAM".into()),],
                 "step {step}"
             );
         }
@@ -271,12 +266,7 @@ mod tests {
     fn empty_lines_and_clean_eof() {
         assert_eq!(
             lines(b"\n\r\nx\n", 4, 10),
-            vec![
-                (Line::Complete, "".into()),
-                (Line::Complete, "".into()),
-                (Line::Complete, "x".into()),
-                (Line::Eof, "".into()),
-            ]
+            vec![(Line::Complete, "".into()), (Line::Complete, "".into()), (Line::Complete, "x".into()), (Line::Eof, "".into()),]
         );
     }
 

@@ -42,10 +42,10 @@ pub mod worlds {
     pub use switchboard_world_stream as stream;
 }
 
-pub use worlds::full::switchboard::plugin::types::{ConnectionInfo, PluginInfo, Role, Transport};
 pub use conn::{Connection, Event};
 pub use error::{Error, Result};
 pub use room::Room;
+pub use worlds::full::switchboard::plugin::types::{ConnectionInfo, PluginInfo, Role, Transport};
 
 /// The wasi:io bindings the streams are made of.
 pub use worlds::full::wasi;
@@ -88,11 +88,7 @@ pub fn setting(key: &str, default: &str) -> String {
 
 /// Runs a [`StreamHandler`] on the streams the host handed over. Used by the export macros.
 #[doc(hidden)]
-pub fn run_stream<H: StreamHandler>(
-    info: ConnectionInfo,
-    input: InputStream,
-    output: OutputStream,
-) -> std::result::Result<(), String> {
+pub fn run_stream<H: StreamHandler>(info: ConnectionInfo, input: InputStream, output: OutputStream) -> std::result::Result<(), String> {
     use std::io::Write;
     let mut conn = Connection::new(info, input, output);
     let result = H::handle(&mut conn);
@@ -182,13 +178,8 @@ macro_rules! __impl_handler {
 #[macro_export]
 macro_rules! __impl_datagram {
     ($plugin:ty, $world:ident) => {
-        impl $crate::worlds::$world::exports::switchboard::plugin::datagram_handler::Guest
-            for __SwitchboardExports
-        {
-            fn handle_datagram(
-                peer: ::std::string::String,
-                payload: ::std::vec::Vec<u8>,
-            ) -> ::std::vec::Vec<::std::vec::Vec<u8>> {
+        impl $crate::worlds::$world::exports::switchboard::plugin::datagram_handler::Guest for __SwitchboardExports {
+            fn handle_datagram(peer: ::std::string::String, payload: ::std::vec::Vec<u8>) -> ::std::vec::Vec<::std::vec::Vec<u8>> {
                 <$plugin as $crate::DatagramHandler>::handle_datagram(&peer, payload)
             }
         }
