@@ -1,0 +1,177 @@
+//! The plain tokio baselines, each run in its own process (`switchboard-bench baseline
+//! KIND`) so that its RSS is its own and it competes with the load generator exactly as
+//! switchboard does. Each binds 127.0.0.1:0, prints `listening NAME tcp://ADDR` like
+//! `switchboard serve`, sets TCP_NODELAY on accepted sockets (as the host does) and runs
+//! one task per connection on a default multi-threaded runtime.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::cli::{BaselineArgs, BaselineKind};
+
+/// Welcome line of the baseline chat server (plugins/chat says "...switchboard chat server").
+const CHAT_WELCOME: &[u8] = b"You're connected to the tokio baseline chat server\r\n";
+/// Echo reads start at this size and double while reads fill the buffer...
+const ECHO_MIN_BUF: usize = 4 << 10;
+/// ...up to this size (the stream scenario writes 64 KiB at a time).
+const ECHO_MAX_BUF: usize = 64 << 10;
+/// getfile: read the file this much at a time (`tokio::fs` reads on a blocking thread).
+const FILE_BUF: usize = 256 << 10;
+/// getfile: longest accepted name line.
+const MAX_NAME: u64 = 4096;
+
+/// Serves one baseline until killed.
+pub async fn serve(args: BaselineArgs) -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.context("binding 127.0.0.1:0")?;
+    let name = match args.kind {
+        BaselineKind::Echo => "tokio-echo",
+        BaselineKind::Chat => "tokio-chat",
+        BaselineKind::Getfile => "tokio-getfile",
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening {name} tcp://{}", listener.local_addr()?)?;
+    out.flush()?;
+    drop(out);
+
+    let prefix: Arc<[u8]> = args.prefix.into_bytes().into();
+    let dir: Arc<Path> = args.dir.unwrap_or_else(|| PathBuf::from(".")).into();
+    let room = Arc::new(ChatRoom::default());
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and friends: wait instead of spinning.
+                eprintln!("{name}: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        match args.kind {
+            BaselineKind::Echo => tokio::spawn(log_err(name, echo(socket, prefix.clone()))),
+            BaselineKind::Chat => tokio::spawn(log_err(name, room.clone().serve(socket, peer))),
+            BaselineKind::Getfile => tokio::spawn(log_err(name, getfile(socket, dir.clone()))),
+        };
+    }
+}
+
+/// Runs a connection handler, printing its error (if any) to stderr.
+async fn log_err(name: &'static str, f: impl Future<Output = std::io::Result<()>>) {
+    if let Err(e) = f.await
+        && !matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+    {
+        eprintln!("{name}: connection error: {e}");
+    }
+}
+
+/// Replies `prefix` + each chunk read (just the chunk when the prefix is empty), like
+/// plugins/echo; the read buffer grows while reads fill it.
+async fn echo(mut socket: TcpStream, prefix: Arc<[u8]>) -> std::io::Result<()> {
+    let mut buf = vec![0u8; ECHO_MIN_BUF];
+    let mut reply = prefix.to_vec();
+    loop {
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            return socket.shutdown().await;
+        }
+        if prefix.is_empty() {
+            socket.write_all(&buf[..n]).await?;
+        } else {
+            reply.truncate(prefix.len());
+            reply.extend_from_slice(&buf[..n]);
+            socket.write_all(&reply).await?;
+        }
+        if n == buf.len() && buf.len() < ECHO_MAX_BUF {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+}
+
+/// getfile.py's server protocol: `name\n` in, the file's bytes out, close. Names are
+/// relative paths without `..` inside the served directory.
+async fn getfile(socket: TcpStream, dir: Arc<Path>) -> std::io::Result<()> {
+    let (rd, mut wr) = socket.into_split();
+    let mut line = Vec::new();
+    BufReader::new(rd).take(MAX_NAME).read_until(b'\n', &mut line).await?;
+    let name = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned();
+    let path = Path::new(&name);
+    if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        eprintln!("tokio-getfile: refused {name:?}");
+        return Ok(());
+    }
+    let file = tokio::fs::File::open(dir.join(path)).await?;
+    tokio::io::copy_buf(&mut BufReader::with_capacity(FILE_BUF, file), &mut wr).await?;
+    wr.shutdown().await
+}
+
+/// The broadcast chat room: every member's outgoing queue, by member id.
+#[derive(Default)]
+struct ChatRoom {
+    members: Mutex<HashMap<u64, mpsc::UnboundedSender<Arc<[u8]>>>>,
+    next_id: AtomicU64,
+}
+
+impl ChatRoom {
+    /// Queues `msg` for every member but `from`.
+    fn broadcast(&self, from: u64, msg: &[u8]) {
+        let msg: Arc<[u8]> = msg.into();
+        for (id, tx) in self.members.lock().expect("chat room lock").iter() {
+            if *id != from {
+                let _ = tx.send(msg.clone());
+            }
+        }
+    }
+
+    /// One client, with plugins/chat's wire format: the others hear `Client joined
+    /// HOST:PORT`, then the client gets the welcome line; each non-empty line goes to the
+    /// others as `[HOST:PORT] line\r\n`; `Client left HOST:PORT` when it goes.
+    async fn serve(self: Arc<Self>, socket: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Arc<[u8]>>();
+        self.members.lock().expect("chat room lock").insert(id, tx.clone());
+        self.broadcast(id, format!("Client joined {peer}\r\n").as_bytes());
+        let _ = tx.send(CHAT_WELCOME.into());
+        drop(tx);
+
+        let (rd, mut wr) = socket.into_split();
+        let writer = tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                if wr.write_all(&msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = BufReader::new(rd);
+        let mut line = Vec::new();
+        let result = loop {
+            line.clear();
+            match lines.read_until(b'\n', &mut line).await {
+                Ok(0) => break Ok(()),
+                Ok(_) => {
+                    let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                    let text = text.strip_suffix(b"\r").unwrap_or(text);
+                    if !text.is_empty() {
+                        let mut msg = format!("[{peer}] ").into_bytes();
+                        msg.extend_from_slice(text);
+                        msg.extend_from_slice(b"\r\n");
+                        self.broadcast(id, &msg);
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.members.lock().expect("chat room lock").remove(&id);
+        self.broadcast(id, format!("Client left {peer}\r\n").as_bytes());
+        writer.abort();
+        result
+    }
+}
