@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::bindings::{ConnectionInfo, Role, Transport};
 use crate::closer::Closer;
@@ -11,9 +11,20 @@ use crate::metrics::Counters;
 use crate::service::{Ctx, Service};
 use crate::session;
 
-/// Binds `host:port`.
+/// Pending connections the kernel queues for us. tokio's default of 128 overflows when
+/// thousands of clients connect at once, and every overflow costs a client a 1 s SYN retry.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds `host:port` (the first address it resolves to).
 pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind((host, port)).await
+    let addr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} resolves to no address")))?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Accepts until the service stops.

@@ -24,8 +24,9 @@ use switchboard_sdk::{Connection, Error, Plugin, PluginInfo, Result, Role, Strea
 
 /// Longest file name accepted, in bytes.
 const MAX_NAME: usize = 4096;
-/// Block size for file transfer.
-const BLOCK: usize = 64 * 1024;
+/// Block size for file transfer: every read of the granted file is a trip through the
+/// host's blocking thread pool, so blocks are large.
+const BLOCK: usize = 1024 * 1024;
 
 struct GetFile;
 

@@ -6,6 +6,9 @@ use crate::worlds::full::wasi::io::poll::{Pollable, poll};
 use crate::worlds::full::wasi::io::streams::{InputStream, OutputStream, StreamError};
 use crate::{ConnectionInfo, Room};
 
+/// Largest message [`Connection::send`] hands over in one `blocking-write-and-flush`.
+const SMALL_SEND: usize = 4096;
+
 /// Bytes asked for per read from the host; large reads keep bulk transfers cheap.
 const READ_CHUNK: u64 = 64 * 1024;
 
@@ -62,6 +65,11 @@ impl Connection {
 
     /// Writes all of `data` and flushes it, like a socket's `sendall`.
     pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        // A small message goes out in one host call: write, flush and wait, inside the
+        // host (the call is limited to 4096 bytes by the WASI contract).
+        if data.len() <= SMALL_SEND {
+            return self.output.blocking_write_and_flush(data).map_err(|e| stream_error(e, ErrorKind::BrokenPipe));
+        }
         self.write_all(data)?;
         self.flush()
     }
