@@ -81,7 +81,28 @@ def _drop(resource):
         resource.__exit__(None, None, None)
 
 
-class Connection:
+class _Holder:
+    """Owns wasi resources, dropped in the order of ``_OWNED`` (children such as
+    pollables before their parents) by :meth:`close`, ``with`` or garbage collection."""
+
+    _OWNED = ()
+
+    def close(self):
+        """Drops the resources this object holds."""
+        for name in self._OWNED:
+            _drop(self.__dict__.pop(name, None))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Connection(_Holder):
     """One conversation: the peer's bytes in, ours out; a socket-like object.
 
     ``recv`` returns ``b""`` at the end of the peer's stream. Writes go out as the host
@@ -207,22 +228,11 @@ class Connection:
         """Whether :meth:`close` was called."""
         return "_output" not in self.__dict__
 
-    def close(self):
-        """Drops the pollables, then the streams (the host then closes the connection)."""
-        for name in ("_input_ready", "_output_ready", "_input", "_output"):
-            _drop(self.__dict__.pop(name, None))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
+    # The pollables, then the streams (the host then closes the connection).
+    _OWNED = ("_input_ready", "_output_ready", "_input", "_output")
 
 
-class Room:
+class Room(_Holder):
     """Membership of one hub room; leaving is :meth:`close` (or the end of a ``with``).
 
     A message published reaches every *other* member. The host keeps a bounded queue per
@@ -260,19 +270,8 @@ class Room:
         """Display names of all members, oldest first."""
         return self._member.names()
 
-    def close(self):
-        """Leaves the room: drops the pollable, then the membership."""
-        for name in ("pollable", "_member"):
-            _drop(self.__dict__.pop(name, None))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
+    # Leaving the room: the pollable, then the membership.
+    _OWNED = ("pollable", "_member")
 
 
 def serve(handle, info, input, output):
