@@ -22,11 +22,13 @@ pub struct Limits {
     pub max_duration: Option<Duration>,
 }
 
+/// The defaults match the `serve` flags' (`--memory-limit 64MiB --cpu-budget 60s
+/// --idle-timeout 5m --max-duration off`).
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             memory: 64 << 20,
-            cpu_budget: Some(Duration::from_secs(30)),
+            cpu_budget: Some(Duration::from_secs(60)),
             idle_timeout: Some(Duration::from_secs(300)),
             max_duration: None,
         }
