@@ -127,7 +127,8 @@ fn bench(root: &Path, args: impl Iterator<Item = String>) -> Result<()> {
     let built = build(root, langs::Need::IfPresent)?;
     let mut cmd = cargo(root);
     cmd.args(["run", "--release", "--package", "switchboard-bench", "--", "--switchboard"]).arg(&built.host);
-    run(cmd.arg("--plugins").arg(root.join("plugins")).args(args))
+    cmd.arg("--plugins").arg(root.join("plugins")).arg("--fixtures").arg(&built.fixtures);
+    run(cmd.args(args))
 }
 
 fn test(root: &Path) -> Result<()> {

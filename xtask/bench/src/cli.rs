@@ -33,10 +33,11 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_enum)]
     pub only: Vec<Scenario>,
     /// Smaller, shorter defaults: 1 s per timed scenario, 2,000 idle connections, 200 chat
-    /// clients, 10 fan-out rounds, a 128 MiB file. Explicit options still win.
+    /// clients, 10 fan-out rounds, a 128 MiB file, 5 reload swaps. Explicit options still win.
     #[arg(long)]
     pub quick: bool,
-    /// Seconds each timed scenario (rtt, stream, connrate) runs per server [default: 3].
+    /// Seconds each timed scenario (rtt, stream, connrate) runs per server, and each of the
+    /// two faults phases [default: 3].
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
     /// Concurrent idle connections [default: 10000].
@@ -54,6 +55,13 @@ pub struct BenchArgs {
     /// Size of the downloaded file, e.g. 1G, 256M, 4096 [default: 1G].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub getfile_size: Option<u64>,
+    /// Hot swaps timed in the reload scenario [default: 10].
+    #[arg(long, value_name = "N")]
+    pub swaps: Option<usize>,
+    /// The test fixtures folder holding misbehave.wasm (`cargo xtask build` puts it in
+    /// TARGET/fixtures; `cargo xtask bench` passes it). Needed by the faults scenario.
+    #[arg(long, value_name = "DIR")]
+    pub fixtures: Option<PathBuf>,
     /// Skip the seed's Python servers even when python3 is installed.
     #[arg(long)]
     pub no_python: bool,
@@ -80,14 +88,21 @@ pub enum Scenario {
     Fanout,
     /// Large file download.
     Getfile,
+    /// Echo latency with and without misbehaving plugins beside it, in one switchboard.
+    Faults,
+    /// Hot reload: a rename into the plugins folder until the new version answers.
+    Reload,
 }
 
 impl Scenario {
     /// Every scenario, in table order.
-    pub const ALL: [Scenario; 6] = [Self::Rtt, Self::Stream, Self::Connrate, Self::Idle, Self::Fanout, Self::Getfile];
+    pub const ALL: [Scenario; 8] =
+        [Self::Rtt, Self::Stream, Self::Connrate, Self::Idle, Self::Fanout, Self::Getfile, Self::Faults, Self::Reload];
     /// Run order: connrate last, because the tens of thousands of client sockets it leaves
-    /// in TIME_WAIT (for 60 s) make later connects slower.
-    pub const RUN_ORDER: [Scenario; 6] = [Self::Rtt, Self::Stream, Self::Idle, Self::Fanout, Self::Getfile, Self::Connrate];
+    /// in TIME_WAIT (for 60 s) make later connects slower (faults and reload connect a lot
+    /// too, so they run before it).
+    pub const RUN_ORDER: [Scenario; 8] =
+        [Self::Rtt, Self::Stream, Self::Idle, Self::Fanout, Self::Getfile, Self::Faults, Self::Reload, Self::Connrate];
 
     /// Position in the table.
     pub fn table_position(self) -> usize {
@@ -108,6 +123,8 @@ impl Scenario {
             Self::Idle => "idle",
             Self::Fanout => "fanout",
             Self::Getfile => "getfile",
+            Self::Faults => "faults",
+            Self::Reload => "reload",
         }
     }
 }
@@ -168,6 +185,10 @@ pub struct Config {
     pub rounds: usize,
     /// Bytes in the getfile download.
     pub getfile_size: u64,
+    /// Hot swaps timed in the reload scenario.
+    pub swaps: usize,
+    /// The test fixtures folder (misbehave.wasm), when given.
+    pub fixtures: Option<PathBuf>,
     /// Keep the server logs.
     pub keep_logs: bool,
 }
@@ -199,6 +220,8 @@ impl BenchArgs {
             chat_clients: self.chat_clients.unwrap_or(if q { 200 } else { 1_000 }),
             rounds: self.rounds.unwrap_or(if q { 10 } else { 20 }).max(1),
             getfile_size: self.getfile_size.unwrap_or(if q { 128 << 20 } else { 1 << 30 }),
+            swaps: self.swaps.unwrap_or(if q { 5 } else { 10 }).max(1),
+            fixtures: self.fixtures,
             keep_logs: self.keep_logs,
         };
         if config.chat_clients < 2 {
@@ -240,6 +263,22 @@ mod tests {
         assert_eq!(cfg.idle, 50);
         assert_eq!(cfg.chat_clients, 200);
         assert_eq!(cfg.duration, Duration::from_secs(1));
+        assert_eq!(cfg.swaps, 5);
+        assert_eq!(cfg.fixtures, None);
+    }
+
+    #[test]
+    fn every_scenario_runs_once_and_has_its_name() {
+        for s in Scenario::ALL {
+            assert_eq!(Scenario::RUN_ORDER.iter().filter(|r| **r == s).count(), 1, "{s:?}");
+            assert_eq!(Scenario::named(s.name()), Some(s));
+            assert_eq!(Scenario::from_str(s.name(), false), Ok(s));
+        }
+        let cli = Cli::parse_from(["b", "--switchboard", "/bin/sh", "--plugins", "p", "--only", "reload,faults", "--fixtures", "f"]);
+        let cfg = cli.bench.resolve().unwrap();
+        assert_eq!(cfg.scenarios, [Scenario::Faults, Scenario::Reload]);
+        assert_eq!(cfg.fixtures, Some(PathBuf::from("f")));
+        assert_eq!(cfg.swaps, 10);
     }
 
     #[test]

@@ -5,12 +5,18 @@
 //!
 //! Layout: `cli` (options), `process` (server subprocesses, RSS, logs, RLIMIT_NOFILE),
 //! `servers` (the tokio baselines, run as `switchboard-bench baseline KIND`), `load` (the
-//! load generators and their shared helpers), `scenarios` (rtt, stream, connrate, idle,
-//! fanout, getfile), `report` (the table).
+//! load generators and their shared helpers), `chat` (the chat clients of fanout),
+//! `harness` (the run loop, `Bench::measure_all`, the work folder), `scenarios` (rtt,
+//! stream, connrate, idle, fanout, getfile: switchboard against baselines), `faults` and
+//! `reload` (switchboard alone), `report` (the table).
 
+mod chat;
 mod cli;
+mod faults;
+mod harness;
 mod load;
 mod process;
+mod reload;
 mod report;
 mod scenarios;
 mod servers;
@@ -27,7 +33,7 @@ fn main() -> Result<()> {
         Some(Internal::Baseline(args)) => runtime.block_on(servers::serve(args)),
         None => {
             let config = cli.bench.resolve()?;
-            let report = runtime.block_on(scenarios::run(config))?;
+            let report = runtime.block_on(harness::run(config))?;
             print!("{report}");
             Ok(())
         }

@@ -46,10 +46,27 @@ impl Side {
 pub struct ServerSpec {
     /// The table column it belongs to.
     pub side: Side,
+    /// Whether warnings and errors in its log are the point of the scenario (a note still
+    /// counts them, saying so).
+    pub expects_log_trouble: bool,
     /// The command that starts it.
     command: Command,
     /// Short description for progress lines.
     describe: String,
+    /// `listening` lines to wait for before it counts as started.
+    listeners: usize,
+}
+
+impl ServerSpec {
+    fn new(side: Side, command: Command, describe: String) -> ServerSpec {
+        ServerSpec { side, expects_log_trouble: false, command, describe: describe.trim_end().to_string(), listeners: 1 }
+    }
+
+    /// Marks the warnings and errors this server will log as expected.
+    pub fn expecting_log_trouble(mut self) -> ServerSpec {
+        self.expects_log_trouble = true;
+        self
+    }
 }
 
 /// Builds the server commands from the configuration.
@@ -97,8 +114,37 @@ impl Launcher {
         let wasm = self.plugins.join(format!("{plugin}.wasm"));
         let mut command = Command::new(&self.switchboard);
         command.arg("serve").arg("--plugin").arg(format!("{}@127.0.0.1:0", wasm.display())).args(extra);
-        let describe = format!("switchboard {plugin}.wasm {}", extra.join(" "));
-        ServerSpec { side: Side::Switchboard, command, describe: describe.trim_end().to_string() }
+        ServerSpec::new(Side::Switchboard, command, format!("switchboard {plugin}.wasm {}", extra.join(" ")))
+    }
+
+    /// The path of the built plugin `NAME.wasm`.
+    pub fn plugin_path(&self, name: &str) -> PathBuf {
+        self.plugins.join(format!("{name}.wasm"))
+    }
+
+    /// `switchboard serve --plugin PATH@127.0.0.1:0 ... EXTRA...`: several plugins in one
+    /// process; started once all of them print their `listening` line.
+    pub fn switchboard_many(&self, wasm: &[PathBuf], extra: &[String]) -> ServerSpec {
+        let mut command = Command::new(&self.switchboard);
+        command.arg("serve");
+        for path in wasm {
+            command.arg("--plugin").arg(format!("{}@127.0.0.1:0", path.display()));
+        }
+        command.args(extra);
+        let names: Vec<String> = wasm.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+        let mut spec = ServerSpec::new(Side::Switchboard, command, format!("switchboard {} {}", names.join(" "), extra.join(" ")));
+        spec.listeners = wasm.len().max(1);
+        spec
+    }
+
+    /// `switchboard serve --plugins DIR`, started once `listeners` `listening` lines are out
+    /// (one per listener of the plugins already in the folder).
+    pub fn switchboard_folder(&self, dir: &Path, listeners: usize) -> ServerSpec {
+        let mut command = Command::new(&self.switchboard);
+        command.arg("serve").arg("--plugins").arg(dir);
+        let mut spec = ServerSpec::new(Side::Switchboard, command, format!("switchboard serve --plugins {}", dir.display()));
+        spec.listeners = listeners.max(1);
+        spec
     }
 
     /// This binary's hidden `baseline KIND ARGS...` subcommand.
@@ -106,7 +152,7 @@ impl Launcher {
         let mut command = Command::new(&self.exe);
         let kind_name = format!("{kind:?}").to_lowercase();
         command.arg("baseline").arg(&kind_name).args(args);
-        ServerSpec { side: Side::Tokio, command, describe: format!("tokio {kind_name} {}", args.join(" ")).trim_end().to_string() }
+        ServerSpec::new(Side::Tokio, command, format!("tokio {kind_name} {}", args.join(" ")))
     }
 
     /// The seed's thread-per-client echo server (`Echo=>` + chunk), if python3 is here.
@@ -114,7 +160,7 @@ impl Launcher {
         self.seed.as_ref()?;
         let mut command = Command::new("python3");
         command.arg("-c").arg(SEED_ECHO_PY).args(["-host", "127.0.0.1", "-port", "0"]);
-        Some(ServerSpec { side: Side::Seed, command, describe: "python3 echo-server.py (thread per client)".into() })
+        Some(ServerSpec::new(Side::Seed, command, "python3 echo-server.py (thread per client)".into()))
     }
 
     /// The seed's getfile.py server, serving `dir`, if python3 and getfile.py are here.
@@ -126,10 +172,10 @@ impl Launcher {
         let script = script.canonicalize().unwrap_or(script);
         let mut command = Command::new("python3");
         command.arg(&script).args(["-mode", "server", "-host", "127.0.0.1", "-port", "0"]).current_dir(dir);
-        Some(ServerSpec { side: Side::Seed, command, describe: "python3 getfile.py -mode server (1 KiB blocks)".into() })
+        Some(ServerSpec::new(Side::Seed, command, "python3 getfile.py -mode server (1 KiB blocks)".into()))
     }
 
-    /// Starts `spec` and waits for its `listening` line.
+    /// Starts `spec` and waits for its `listening` line(s).
     pub async fn start(&self, scenario: &str, mut spec: ServerSpec) -> Result<Server> {
         let log = self.log_dir.join(format!("{scenario}-{}.log", spec.side.label().replace(' ', "-")));
         let stderr = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -144,14 +190,23 @@ impl Launcher {
             .with_context(|| format!("starting {}", spec.describe))?;
         let stdout = child.stdout.take().context("no stdout pipe")?;
         let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
-        let line = match first {
-            Ok(Ok(Some(line))) => line,
-            Ok(Ok(None)) => bail!("{} exited before listening; see {}", spec.describe, tail(&log)),
-            Ok(Err(e)) => bail!("reading the stdout of {}: {e}", spec.describe),
-            Err(_) => bail!("{} printed no `listening` line within {START_TIMEOUT:?}", spec.describe),
-        };
-        let addr = parse_listening(&line).with_context(|| format!("{}: unexpected first line {line:?}", spec.describe))?;
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        let mut listeners = Vec::with_capacity(spec.listeners);
+        while listeners.len() < spec.listeners {
+            let line = match tokio::time::timeout_at(deadline, lines.next_line()).await {
+                Ok(Ok(Some(line))) => line,
+                Ok(Ok(None)) => bail!("{} exited before listening; see {}", spec.describe, tail(&log)),
+                Ok(Err(e)) => bail!("reading the stdout of {}: {e}", spec.describe),
+                Err(_) => bail!(
+                    "{} printed {} of {} `listening` line(s) within {START_TIMEOUT:?}",
+                    spec.describe,
+                    listeners.len(),
+                    spec.listeners
+                ),
+            };
+            listeners.push(parse_listening(&line).with_context(|| format!("{}: unexpected line {line:?}", spec.describe))?);
+        }
+        let addr = listeners[0].1;
         // Keep draining stdout (the Python servers print a line per connection) into the log.
         let log_path = log.clone();
         tokio::spawn(async move {
@@ -160,16 +215,16 @@ impl Launcher {
                 let _ = file.write_all(format!("stdout: {line}\n").as_bytes()).await;
             }
         });
-        Ok(Server { side: spec.side, child, addr, log })
+        Ok(Server { side: spec.side, child, addr, listeners, log })
     }
 }
 
-/// The address in `listening NAME tcp://ADDR`.
-fn parse_listening(line: &str) -> Option<SocketAddr> {
+/// The name and address in `listening NAME tcp://ADDR`.
+fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
     let mut words = line.split_whitespace();
     (words.next()? == "listening").then_some(())?;
-    words.next()?;
-    words.next()?.strip_prefix("tcp://")?.parse().ok()
+    let name = words.next()?.to_string();
+    Some((name, words.next()?.strip_prefix("tcp://")?.parse().ok()?))
 }
 
 /// The last lines of a log, for error messages.
@@ -185,8 +240,10 @@ pub struct Server {
     /// Which column it stands for.
     pub side: Side,
     child: Child,
-    /// Where it listens.
+    /// Where it listens (its first `listening` line).
     pub addr: SocketAddr,
+    /// Every `listening` line it printed before it counted as started: (name, address).
+    pub listeners: Vec<(String, SocketAddr)>,
     log: PathBuf,
 }
 
@@ -204,6 +261,18 @@ impl Server {
     pub fn rss_kib(&self) -> Result<u64> {
         let pid = self.child.id().context("the server has exited")?;
         proc_status_kib(pid, "VmRSS:")
+    }
+
+    /// The address plugin `name` listens on, from its `listening` line.
+    pub fn listener(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// The server's log so far (stderr, and stdout lines after the `listening` ones),
+    /// ANSI colours removed.
+    pub fn log_text(&self) -> String {
+        let bytes = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).lines().map(strip_ansi).collect::<Vec<_>>().join("\n")
     }
 
     /// Whether the process is still running.
@@ -298,8 +367,8 @@ mod tests {
 
     #[test]
     fn listening_lines_give_the_address() {
-        assert_eq!(parse_listening("listening echo tcp://127.0.0.1:4000"), Some("127.0.0.1:4000".parse().unwrap()));
-        assert_eq!(parse_listening("listening getfile.py tcp://127.0.0.1:5"), Some("127.0.0.1:5".parse().unwrap()));
+        assert_eq!(parse_listening("listening echo tcp://127.0.0.1:4000"), Some(("echo".into(), "127.0.0.1:4000".parse().unwrap())));
+        assert_eq!(parse_listening("listening getfile.py tcp://127.0.0.1:5"), Some(("getfile.py".into(), "127.0.0.1:5".parse().unwrap())));
         assert_eq!(parse_listening("listening echo serial:///dev/pts/3"), None);
         assert_eq!(parse_listening("hello"), None);
     }

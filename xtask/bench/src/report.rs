@@ -16,14 +16,16 @@ pub enum Unit {
     Kib,
     /// 1.0 = yes, 0.0 = no.
     YesNo,
+    /// A count; the label names what is counted, e.g. "errors".
+    Count(&'static str),
 }
 
 /// A target for switchboard's figure.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Goal {
-    /// switchboard / tokio ≥ x.
+    /// switchboard / baseline column ≥ x (the baseline is tokio unless the row says otherwise).
     RatioAtLeast(f64),
-    /// switchboard / tokio ≤ x (latencies).
+    /// switchboard / baseline column ≤ x (latencies).
     RatioAtMost(f64),
     /// switchboard / seed ≥ x.
     SeedRatioAtLeast(f64),
@@ -42,8 +44,12 @@ pub struct Row {
     pub metric: String,
     /// How to print the figures.
     pub unit: Unit,
-    /// The tokio baseline's figure (`None`: failed or not run).
+    /// The tokio baseline's figure (`None`: failed or not run); or, for rows compared
+    /// against something else (see `baseline`), that figure.
     pub tokio: Option<f64>,
+    /// What the baseline column holds in this row: "tokio", or e.g. "quiet" when
+    /// switchboard is compared with itself under other conditions.
+    pub baseline: &'static str,
     /// switchboard's figure.
     pub switchboard: Option<f64>,
     /// The seed Python server's figure, where there is one.
@@ -55,7 +61,14 @@ pub struct Row {
 impl Row {
     /// A row without a seed figure or goals.
     pub fn new(scenario: &'static str, metric: impl Into<String>, unit: Unit, tokio: Option<f64>, switchboard: Option<f64>) -> Row {
-        Row { scenario, metric: metric.into(), unit, tokio, switchboard, seed: None, goals: Vec::new() }
+        Row { scenario, metric: metric.into(), unit, tokio, switchboard, seed: None, baseline: "tokio", goals: Vec::new() }
+    }
+
+    /// With a baseline column that holds `label`'s figure rather than tokio's (goals read
+    /// "≤ 2× label"); the metric text and a note should say what it is.
+    pub fn against(mut self, label: &'static str) -> Row {
+        self.baseline = label;
+        self
     }
 
     /// With the seed's figure.
@@ -100,8 +113,8 @@ impl Row {
             .goals
             .iter()
             .map(|g| match *g {
-                Goal::RatioAtLeast(x) => format!("≥ {x}× tokio"),
-                Goal::RatioAtMost(x) => format!("≤ {x}× tokio"),
+                Goal::RatioAtLeast(x) => format!("≥ {x}× {}", self.baseline),
+                Goal::RatioAtMost(x) => format!("≤ {x}× {}", self.baseline),
                 Goal::SeedRatioAtLeast(x) => format!("≥ {x}× seed"),
                 Goal::AtLeast(x) if self.unit == Unit::YesNo && x == 1.0 => "yes".into(),
                 Goal::AtLeast(x) => format!("≥ {}", figure(self.unit, x)),
@@ -184,6 +197,7 @@ pub fn figure(unit: Unit, v: f64) -> String {
         Unit::Kib => format!("{:.0} MiB", v / 1024.0),
         Unit::YesNo if v >= 1.0 => "yes".into(),
         Unit::YesNo => "no".into(),
+        Unit::Count(label) => format!("{} {label}", thousands(v)),
     }
 }
 
@@ -224,5 +238,10 @@ mod tests {
         assert_eq!(row.met(), None);
         let text = Report { rows: vec![row], ..Default::default() }.to_string();
         assert!(text.contains("| getfile | MB/s | 1 MB/s | – | – | – | – | ≥ 1,000 MB/s | ? |"), "{text}");
+        let row = Row::new("faults", "p99", Unit::Seconds, Some(0.001), Some(0.0015)).against("quiet").goal(Goal::RatioAtMost(2.0));
+        assert_eq!(row.met(), Some(true));
+        assert_eq!(row.goal_text(), "≤ 2× quiet");
+        let row = Row::new("faults", "errors", Unit::Count("errors"), Some(0.0), Some(0.0)).goal(Goal::AtMost(0.0));
+        assert_eq!((row.met(), row.ratio(row.tokio), row.goal_text()), (Some(true), None, "≤ 0 errors".to_string()));
     }
 }

@@ -1,25 +1,28 @@
-//! The six scenarios. Each starts its servers one at a time (tokio baseline, switchboard,
-//! the seed's Python server where there is one), drives every one of them with the same
-//! load generator, stops it, and turns the figures into table rows.
+//! The six comparative scenarios (rtt, stream, connrate, idle, fanout, getfile). Each
+//! starts its servers one at a time (tokio baseline, switchboard, the seed's Python server
+//! where there is one), drives every one of them with the same load generator, stops it,
+//! and turns the figures into table rows. faults and reload have their own modules.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{BaselineKind, Config, Scenario};
-use crate::load::{self, ChatClients, Errors, Exchange, Latencies, LoopOutcome};
-use crate::process::{Launcher, Server, ServerSpec, Side, listen_overflows, raise_nofile_limit};
+use crate::chat::ChatClients;
+use crate::cli::{BaselineKind, Scenario};
+use crate::harness::{Bench, closed_loop_result, note_errors, progress, secs};
+use crate::load::{self, Errors, Exchange, Latencies};
+use crate::process::ServerSpec;
 use crate::report::{Goal, Report, Row, Unit, figure, thousands};
 
-/// Connections in the rtt scenario.
-const RTT_CONNS: usize = 8;
+/// Connections in the rtt and faults scenarios.
+pub const RTT_CONNS: usize = 8;
 /// Workers in the connrate scenario.
 const CONNRATE_WORKERS: usize = 8;
-/// Request size in rtt, connrate and idle.
-const MESSAGE: usize = 32;
+/// Request size in rtt, connrate, idle and faults.
+pub const MESSAGE: usize = 32;
 /// The echo plugin's default prefix.
-const PREFIX: &[u8] = b"Echo=>";
+pub const PREFIX: &[u8] = b"Echo=>";
 /// Connections and write size in the stream scenario.
 const STREAM_CONNS: usize = 4;
 const STREAM_WRITE: usize = 64 << 10;
@@ -36,151 +39,15 @@ const JOIN_SETTLE: Duration = Duration::from_secs(60);
 const ROUND_PAUSE: Duration = Duration::from_millis(20);
 /// The downloaded file's name.
 const GETFILE_NAME: &str = "bench.bin";
-/// Belt and braces: no server is measured for longer than this.
-const MEASURE_LIMIT: Duration = Duration::from_secs(600);
-
-/// Runs the configured scenarios and returns the report.
-pub async fn run(config: Config) -> Result<Report> {
-    let nofile = raise_nofile_limit().context("raising RLIMIT_NOFILE")?;
-    eprintln!("bench: RLIMIT_NOFILE = {nofile} (the servers inherit it)");
-    let work = WorkDir::create(config.keep_logs)?;
-    let launcher = Launcher::new(&config, work.path())?;
-    let mut report = Report { heading: heading(&config), ..Default::default() };
-    if !launcher.has_python() {
-        let why = if config.seed_dir.is_some() { "python3 not found" } else { "--no-python" };
-        report.note(format!("{why}: the seed's Python servers were skipped"));
-    }
-    let bench = Bench { config: &config, launcher: &launcher, nofile };
-    for scenario in &config.scenarios {
-        let rows = match scenario {
-            Scenario::Rtt => bench.rtt(&mut report).await,
-            Scenario::Stream => bench.stream(&mut report).await,
-            Scenario::Connrate => bench.connrate(&mut report).await,
-            Scenario::Idle => bench.idle(&mut report).await,
-            Scenario::Fanout => bench.fanout(&mut report).await,
-            Scenario::Getfile => bench.getfile(&mut report, work.path()).await?,
-        };
-        report.rows.extend(rows);
-    }
-    report.rows.sort_by_key(|row| Scenario::named(row.scenario).map_or(usize::MAX, Scenario::table_position));
-    Ok(report)
-}
-
-/// The lines above the table: machine and settings.
-fn heading(config: &Config) -> Vec<String> {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    vec![
-        format!(
-            "switchboard-bench: loopback, clients and server on the same {cores}-core machine (Linux {}; load average {} at the start).",
-            kernel.trim(),
-            load.join(" ")
-        ),
-        format!(
-            "rtt/stream/connrate {:.1} s per server; idle {} connections; fanout {} clients × {} rounds; getfile {} MiB.",
-            config.duration.as_secs_f64(),
-            thousands(config.idle as f64),
-            thousands(config.chat_clients as f64),
-            config.rounds,
-            config.getfile_size >> 20
-        ),
-        "Every server runs in its own process, measured one after the other in this run; ratios are switchboard / baseline.".into(),
-    ]
-}
-
-/// One figure per server side.
-struct Sides<M> {
-    tokio: Option<M>,
-    switchboard: Option<M>,
-    seed: Option<M>,
-}
-
-impl<M> Sides<M> {
-    /// A table row with `value` of each side.
-    fn row(&self, scenario: Scenario, metric: impl Into<String>, unit: Unit, value: impl Fn(&M) -> Option<f64>) -> Row {
-        let get = |m: &Option<M>| m.as_ref().and_then(&value);
-        Row::new(scenario.name(), metric, unit, get(&self.tokio), get(&self.switchboard)).seed(get(&self.seed))
-    }
-}
-
-/// What the scenarios share: the configuration and the launcher.
-struct Bench<'a> {
-    config: &'a Config,
-    launcher: &'a Launcher,
-    nofile: u64,
-}
 
 impl Bench<'_> {
-    /// Starts each server in turn, runs `measure` against it, stops it. Failures and
-    /// anything odd in the server's log become notes; that side's figure is then missing.
-    async fn measure_all<M>(
-        &self,
-        report: &mut Report,
-        scenario: Scenario,
-        specs: Vec<ServerSpec>,
-        mut measure: impl AsyncFnMut(&Server, &mut Vec<String>) -> Result<M>,
-    ) -> Sides<M> {
-        let mut sides = Sides { tokio: None, switchboard: None, seed: None };
-        for spec in specs {
-            let side = spec.side;
-            let tag = format!("{}/{}", scenario.name(), side.label());
-            let mut server = match self.launcher.start(scenario.name(), spec).await {
-                Ok(server) => server,
-                Err(e) => {
-                    report.note(format!("{tag}: could not start: {e:#}"));
-                    continue;
-                }
-            };
-            let mut notes = Vec::new();
-            let overflows = listen_overflows();
-            let result = tokio::time::timeout(MEASURE_LIMIT, measure(&server, &mut notes)).await;
-            if let (Some(before), Some(after)) = (overflows, listen_overflows())
-                && after > before
-            {
-                notes.push(format!(
-                    "{} connection(s) dropped by a full accept queue (TcpExtListenOverflows, system-wide; each costs a 1 s SYN retry)",
-                    after - before
-                ));
-            }
-            if !server.alive() {
-                notes.push("the server process exited during the scenario".into());
-            }
-            let log = server.stop().await;
-            if log.troubled > 0 {
-                notes.push(format!("{} warning/error line(s) in the server log, e.g. {:?}", log.troubled, log.samples));
-            }
-            let value = match result {
-                Ok(Ok(m)) => Some(m),
-                Ok(Err(e)) => {
-                    notes.push(format!("failed: {e:#}"));
-                    None
-                }
-                Err(_) => {
-                    notes.push(format!("gave up after {MEASURE_LIMIT:?}"));
-                    None
-                }
-            };
-            for note in notes {
-                report.note(format!("{tag}: {note}"));
-            }
-            match side {
-                Side::Tokio => sides.tokio = value,
-                Side::Switchboard => sides.switchboard = value,
-                Side::Seed => sides.seed = value,
-            }
-        }
-        sides
-    }
-
     /// The `Echo=>` echo servers: the tokio baseline and switchboard's echo.wasm.
     fn echo_servers(&self) -> Vec<ServerSpec> {
         vec![self.launcher.tokio(BaselineKind::Echo, &["--prefix=Echo=>"]), self.launcher.switchboard("echo", &[])]
     }
 
     /// rtt: 8 connections × 32-byte request/response for the configured duration.
-    async fn rtt(&self, report: &mut Report) -> Vec<Row> {
+    pub async fn rtt(&self, report: &mut Report) -> Vec<Row> {
         let mut specs = self.echo_servers();
         specs.extend(self.launcher.seed_echo());
         let exchange = Exchange::new(PREFIX, MESSAGE);
@@ -200,7 +67,7 @@ impl Bench<'_> {
     }
 
     /// stream: 4 connections × 64 KiB writes, pure echo, reads concurrent.
-    async fn stream(&self, report: &mut Report) -> Vec<Row> {
+    pub async fn stream(&self, report: &mut Report) -> Vec<Row> {
         let specs =
             vec![self.launcher.tokio(BaselineKind::Echo, &["--prefix="]), self.launcher.switchboard("echo", &["--set", "echo.PREFIX="])];
         let duration = self.config.duration;
@@ -226,7 +93,7 @@ impl Bench<'_> {
     }
 
     /// connrate: 8 workers doing connect + one exchange + close.
-    async fn connrate(&self, report: &mut Report) -> Vec<Row> {
+    pub async fn connrate(&self, report: &mut Report) -> Vec<Row> {
         let specs = self.echo_servers();
         let exchange = Exchange::new(PREFIX, MESSAGE);
         let duration = self.config.duration;
@@ -244,7 +111,7 @@ impl Bench<'_> {
     }
 
     /// idle: N connections held idle, then each must answer one exchange; server RSS.
-    async fn idle(&self, report: &mut Report) -> Vec<Row> {
+    pub async fn idle(&self, report: &mut Report) -> Vec<Row> {
         let room = self.nofile.saturating_sub(FD_MARGIN) as usize;
         let n = if self.config.idle > room {
             report.note(format!("idle: RLIMIT_NOFILE is {}: holding {room} connections instead of {}", self.nofile, self.config.idle));
@@ -303,7 +170,7 @@ impl Bench<'_> {
 
     /// fanout: chat clients connected, one line broadcast per round, time until all the
     /// others have it.
-    async fn fanout(&self, report: &mut Report) -> Vec<Row> {
+    pub async fn fanout(&self, report: &mut Report) -> Vec<Row> {
         let specs = vec![self.launcher.tokio(BaselineKind::Chat, &[]), self.launcher.switchboard("chat", &[])];
         let (n, rounds) = (self.config.chat_clients, self.config.rounds);
         let sides = self
@@ -354,9 +221,9 @@ impl Bench<'_> {
     }
 
     /// getfile: one large download from each server.
-    async fn getfile(&self, report: &mut Report, work: &Path) -> Result<Vec<Row>> {
+    pub async fn getfile(&self, report: &mut Report) -> Result<Vec<Row>> {
         let size = self.config.getfile_size;
-        let dir = work.join("getfile");
+        let dir = self.work.join("getfile");
         let file = dir.join(GETFILE_NAME);
         eprintln!("bench: [getfile] writing a {} MiB file in {}", size >> 20, dir.display());
         write_pattern_file(&dir, &file, size)?;
@@ -395,34 +262,6 @@ struct IdleOutcome {
     per_conn: f64,
 }
 
-/// A closed-loop run's figure, its errors as notes; an error when nothing succeeded.
-fn closed_loop_result(server: &Server, unit: &'static str, outcome: LoopOutcome, notes: &mut Vec<String>) -> Result<LoopOutcome> {
-    note_errors(notes, &outcome.errors);
-    if outcome.ops == 0 {
-        bail!("no operation succeeded: {}", outcome.errors.describe());
-    }
-    let p = |q| figure(Unit::Seconds, secs(outcome.latencies.percentile(q)).unwrap_or(0.0));
-    progress(server, &format!("{}, p50 {}, p99 {}", figure(Unit::Rate(unit), outcome.rate()), p(50.0), p(99.0)));
-    Ok(outcome)
-}
-
-/// Notes a load's failures, if any.
-fn note_errors(notes: &mut Vec<String>, errors: &Errors) {
-    if errors.count > 0 {
-        notes.push(errors.describe());
-    }
-}
-
-/// One progress line on stderr.
-fn progress(server: &Server, text: &str) {
-    eprintln!("bench:     {}: {text}", server.side.label());
-}
-
-/// A duration in seconds.
-fn secs(d: Option<Duration>) -> Option<f64> {
-    d.map(|d| d.as_secs_f64())
-}
-
 /// Writes `size` bytes of a repeating, non-zero pattern to `file`.
 fn write_pattern_file(dir: &Path, file: &Path, size: u64) -> Result<()> {
     use std::io::Write;
@@ -437,34 +276,4 @@ fn write_pattern_file(dir: &Path, file: &Path, size: u64) -> Result<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-/// The bench's temporary folder (server logs, the getfile file), removed when dropped
-/// unless the logs are to be kept.
-struct WorkDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl WorkDir {
-    fn create(keep: bool) -> Result<WorkDir> {
-        let path = std::env::temp_dir().join(format!("switchboard-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(WorkDir { path, keep })
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if self.keep {
-            let _ = std::fs::remove_dir_all(self.path.join("getfile"));
-            eprintln!("bench: server logs kept in {}", self.path.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
 }

@@ -1,0 +1,231 @@
+//! What every scenario shares: the run loop, the report's heading, `Bench` (the
+//! configuration, the launcher and the work folder) with `measure_all`, which starts each
+//! server in turn and measures it, the per-side figures (`Sides`), small helpers for
+//! progress lines and notes, and the bench's temporary folder.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::{Config, Scenario};
+use crate::load::{Errors, LoopOutcome};
+use crate::process::{Launcher, Server, ServerSpec, Side, listen_overflows, raise_nofile_limit};
+use crate::report::{Report, Row, Unit, figure, thousands};
+
+/// Belt and braces: no server is measured for longer than this.
+const MEASURE_LIMIT: Duration = Duration::from_secs(600);
+
+/// Runs the configured scenarios and returns the report.
+pub async fn run(config: Config) -> Result<Report> {
+    let nofile = raise_nofile_limit().context("raising RLIMIT_NOFILE")?;
+    eprintln!("bench: RLIMIT_NOFILE = {nofile} (the servers inherit it)");
+    let work = WorkDir::create(config.keep_logs)?;
+    let launcher = Launcher::new(&config, work.path())?;
+    let mut report = Report { heading: heading(&config), ..Default::default() };
+    if !launcher.has_python() {
+        let why = if config.seed_dir.is_some() { "python3 not found" } else { "--no-python" };
+        report.note(format!("{why}: the seed's Python servers were skipped"));
+    }
+    let bench = Bench { config: &config, launcher: &launcher, nofile, work: work.path() };
+    for scenario in &config.scenarios {
+        let rows = match scenario {
+            Scenario::Rtt => bench.rtt(&mut report).await,
+            Scenario::Stream => bench.stream(&mut report).await,
+            Scenario::Connrate => bench.connrate(&mut report).await,
+            Scenario::Idle => bench.idle(&mut report).await,
+            Scenario::Fanout => bench.fanout(&mut report).await,
+            Scenario::Getfile => bench.getfile(&mut report).await?,
+            Scenario::Faults => bench.faults(&mut report).await,
+            Scenario::Reload => bench.reload(&mut report).await,
+        };
+        report.rows.extend(rows);
+    }
+    report.rows.sort_by_key(|row| Scenario::named(row.scenario).map_or(usize::MAX, Scenario::table_position));
+    Ok(report)
+}
+
+/// The lines above the table: machine and settings.
+fn heading(config: &Config) -> Vec<String> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    vec![
+        format!(
+            "switchboard-bench: loopback, clients and server on the same {cores}-core machine (Linux {}; load average {} at the start).",
+            kernel.trim(),
+            load.join(" ")
+        ),
+        format!(
+            "rtt/stream/connrate {:.1} s per server; idle {} connections; fanout {} clients × {} rounds; getfile {} MiB; \
+             faults {:.1} s per phase; reload {} swaps.",
+            config.duration.as_secs_f64(),
+            thousands(config.idle as f64),
+            thousands(config.chat_clients as f64),
+            config.rounds,
+            config.getfile_size >> 20,
+            config.duration.as_secs_f64(),
+            config.swaps
+        ),
+        "Every server runs in its own process, measured one after the other in this run; ratios are switchboard / baseline.".into(),
+    ]
+}
+
+/// One figure per server side.
+pub struct Sides<M> {
+    /// The tokio baseline's.
+    pub tokio: Option<M>,
+    /// switchboard's.
+    pub switchboard: Option<M>,
+    /// The seed Python server's.
+    pub seed: Option<M>,
+}
+
+impl<M> Default for Sides<M> {
+    fn default() -> Self {
+        Sides { tokio: None, switchboard: None, seed: None }
+    }
+}
+
+impl<M> Sides<M> {
+    /// A table row with `value` of each side.
+    pub fn row(&self, scenario: Scenario, metric: impl Into<String>, unit: Unit, value: impl Fn(&M) -> Option<f64>) -> Row {
+        let get = |m: &Option<M>| m.as_ref().and_then(&value);
+        Row::new(scenario.name(), metric, unit, get(&self.tokio), get(&self.switchboard)).seed(get(&self.seed))
+    }
+}
+
+/// What the scenarios share: the configuration, the launcher and the work folder.
+pub struct Bench<'a> {
+    /// The resolved options.
+    pub config: &'a Config,
+    /// Builds and starts the servers.
+    pub launcher: &'a Launcher,
+    /// This process's RLIMIT_NOFILE soft limit (the servers inherit it).
+    pub nofile: u64,
+    /// The bench's temporary folder (logs, the getfile file, plugin copies).
+    pub work: &'a Path,
+}
+
+impl Bench<'_> {
+    /// Starts each server in turn, runs `measure` against it, stops it. Failures and
+    /// anything odd in the server's log become notes; that side's figure is then missing.
+    pub async fn measure_all<M>(
+        &self,
+        report: &mut Report,
+        scenario: Scenario,
+        specs: Vec<ServerSpec>,
+        mut measure: impl AsyncFnMut(&Server, &mut Vec<String>) -> Result<M>,
+    ) -> Sides<M> {
+        let mut sides = Sides::default();
+        for spec in specs {
+            let (side, expects_trouble) = (spec.side, spec.expects_log_trouble);
+            let tag = format!("{}/{}", scenario.name(), side.label());
+            let mut server = match self.launcher.start(scenario.name(), spec).await {
+                Ok(server) => server,
+                Err(e) => {
+                    report.note(format!("{tag}: could not start: {e:#}"));
+                    continue;
+                }
+            };
+            let mut notes = Vec::new();
+            let overflows = listen_overflows();
+            let result = tokio::time::timeout(MEASURE_LIMIT, measure(&server, &mut notes)).await;
+            if let (Some(before), Some(after)) = (overflows, listen_overflows())
+                && after > before
+            {
+                notes.push(format!(
+                    "{} connection(s) dropped by a full accept queue (TcpExtListenOverflows, system-wide; each costs a 1 s SYN retry)",
+                    after - before
+                ));
+            }
+            if !server.alive() {
+                notes.push("the server process exited during the scenario".into());
+            }
+            let log = server.stop().await;
+            if log.troubled > 0 {
+                let expected = if expects_trouble { " (expected here)" } else { "" };
+                notes.push(format!("{} warning/error line(s) in the server log{expected}, e.g. {:?}", log.troubled, log.samples));
+            }
+            let value = match result {
+                Ok(Ok(m)) => Some(m),
+                Ok(Err(e)) => {
+                    notes.push(format!("failed: {e:#}"));
+                    None
+                }
+                Err(_) => {
+                    notes.push(format!("gave up after {MEASURE_LIMIT:?}"));
+                    None
+                }
+            };
+            for note in notes {
+                report.note(format!("{tag}: {note}"));
+            }
+            match side {
+                Side::Tokio => sides.tokio = value,
+                Side::Switchboard => sides.switchboard = value,
+                Side::Seed => sides.seed = value,
+            }
+        }
+        sides
+    }
+}
+
+/// A closed-loop run's figure, its errors as notes; an error when nothing succeeded.
+pub fn closed_loop_result(server: &Server, unit: &'static str, outcome: LoopOutcome, notes: &mut Vec<String>) -> Result<LoopOutcome> {
+    note_errors(notes, &outcome.errors);
+    if outcome.ops == 0 {
+        bail!("no operation succeeded: {}", outcome.errors.describe());
+    }
+    let p = |q| figure(Unit::Seconds, secs(outcome.latencies.percentile(q)).unwrap_or(0.0));
+    progress(server, &format!("{}, p50 {}, p99 {}", figure(Unit::Rate(unit), outcome.rate()), p(50.0), p(99.0)));
+    Ok(outcome)
+}
+
+/// Notes a load's failures, if any.
+pub fn note_errors(notes: &mut Vec<String>, errors: &Errors) {
+    if errors.count > 0 {
+        notes.push(errors.describe());
+    }
+}
+
+/// One progress line on stderr.
+pub fn progress(server: &Server, text: &str) {
+    eprintln!("bench:     {}: {text}", server.side.label());
+}
+
+/// A duration in seconds.
+pub fn secs(d: Option<Duration>) -> Option<f64> {
+    d.map(|d| d.as_secs_f64())
+}
+
+/// The bench's temporary folder (server logs, the getfile file, the faults and reload
+/// scenarios' plugin copies), removed when dropped unless the logs are to be kept.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl WorkDir {
+    fn create(keep: bool) -> Result<WorkDir> {
+        let path = std::env::temp_dir().join(format!("switchboard-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(WorkDir { path, keep })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.keep {
+            let _ = std::fs::remove_dir_all(self.path.join("getfile"));
+            eprintln!("bench: server logs kept in {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
