@@ -37,8 +37,9 @@ async fn call(rt: &Arc<Runtime>, plugin: &Arc<Plugin>, peer: SocketAddr, payload
     };
     let _slot = rt.instance_slot().await;
     let peer = peer.to_string();
-    let mut store =
-        rt.new_store(&plugin.grants, &plugin.limits, peer.clone(), Closer::new()).map_err(|e| Outcome::Failed(e.to_string()))?;
+    let mut store = rt
+        .new_store(&plugin.grants, &plugin.limits, &plugin.output, peer.clone(), Closer::new())
+        .map_err(|e| Outcome::Failed(e.to_string()))?;
     let cpu = store.data().cpu.clone();
     let run = cpu.meter(async {
         let instance = plugin.instance_pre().instantiate_async(&mut store).await?;

@@ -16,7 +16,8 @@ pub struct Limits {
     pub memory: usize,
     /// Time the plugin may spend running (not waiting) on one connection.
     pub cpu_budget: Option<Duration>,
-    /// A connection with no bytes in either direction for this long is closed.
+    /// A connection with no bytes in either direction, and a plugin waiting rather than
+    /// running, for this long is closed.
     pub idle_timeout: Option<Duration>,
     /// A connection is closed after this long, busy or not.
     pub max_duration: Option<Duration>,

@@ -1,16 +1,21 @@
 //! A plugin's stdout and stderr, turned into host log lines. The plugin name and
 //! connection id come from the span the instance runs in (see `session` and `plugin`).
 //! Lines are cut at [`MAX_LINE`] bytes so a plugin cannot make the host buffer without
-//! bound.
+//! bound, and at most [`LogLimiter::OUTPUT_PER_SECOND`] lines per plugin and second are
+//! logged (the next one says how many were suppressed), so a plugin printing in a loop
+//! cannot flood the log.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use crate::metrics::LogLimiter;
 
 /// Longest line kept; the rest of a longer line is logged as a continuation.
 pub const MAX_LINE: usize = 4096;
@@ -25,19 +30,20 @@ pub enum Channel {
 }
 
 /// A `StdoutStream` that writes into the host log.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct LogOutput {
     channel: Channel,
+    limiter: Arc<LogLimiter>,
 }
 
 impl LogOutput {
-    /// The plugin's stdout or stderr.
-    pub fn new(channel: Channel) -> Self {
-        LogOutput { channel }
+    /// The plugin's stdout or stderr, sharing the plugin's line allowance `limiter`.
+    pub fn new(channel: Channel, limiter: Arc<LogLimiter>) -> Self {
+        LogOutput { channel, limiter }
     }
 
     fn writer(&self) -> LineLogger {
-        LineLogger { channel: self.channel, line: Vec::new() }
+        LineLogger { out: self.clone(), line: Vec::new() }
     }
 }
 
@@ -59,7 +65,7 @@ impl StdoutStream for LogOutput {
 
 /// Collects bytes into lines and logs each complete one.
 struct LineLogger {
-    channel: Channel,
+    out: LogOutput,
     line: Vec<u8>,
 }
 
@@ -86,11 +92,13 @@ impl LineLogger {
     }
 
     fn emit(&mut self) {
-        let text = String::from_utf8_lossy(&self.line);
-        let text = text.trim_end_matches('\r');
-        match self.channel {
-            Channel::Stdout => tracing::info!("stdout: {text}"),
-            Channel::Stderr => tracing::warn!("stderr: {text}"),
+        if let Some(suppressed) = self.out.limiter.allow() {
+            let text = String::from_utf8_lossy(&self.line);
+            let text = text.trim_end_matches('\r');
+            match self.out.channel {
+                Channel::Stdout => tracing::info!(suppressed, "stdout: {text}"),
+                Channel::Stderr => tracing::warn!(suppressed, "stderr: {text}"),
+            }
         }
         self.line.clear();
     }

@@ -60,22 +60,30 @@ impl Counters {
     }
 }
 
-/// Lets at most [`LogLimiter::PER_SECOND`] lines through per second; the first line
-/// after a suppressed stretch reports how many were dropped.
+/// Lets at most `per_second` lines through per second; the first line after a
+/// suppressed stretch reports how many were dropped.
 #[derive(Debug)]
 pub struct LogLimiter {
+    per_second: u32,
     state: Mutex<(Instant, u32, u64)>,
 }
 
 impl Default for LogLimiter {
     fn default() -> Self {
-        LogLimiter { state: Mutex::new((Instant::now(), 0, 0)) }
+        LogLimiter::new(Self::PER_SECOND)
     }
 }
 
 impl LogLimiter {
-    /// Lines allowed per second.
+    /// Failure lines allowed per second per plugin (the default).
     pub const PER_SECOND: u32 = 10;
+    /// Plugin output lines (stdout/stderr) allowed per second per plugin.
+    pub const OUTPUT_PER_SECOND: u32 = 100;
+
+    /// A limiter letting `per_second` lines through each second.
+    pub fn new(per_second: u32) -> Self {
+        LogLimiter { per_second, state: Mutex::new((Instant::now(), 0, 0)) }
+    }
 
     /// `Some(suppressed_since_last)` if a line may be logged now, else `None`.
     pub fn allow(&self) -> Option<u64> {
@@ -85,7 +93,7 @@ impl LogLimiter {
             *window = Instant::now();
             *in_window = 0;
         }
-        if *in_window < Self::PER_SECOND {
+        if *in_window < self.per_second {
             *in_window += 1;
             Some(std::mem::take(suppressed))
         } else {

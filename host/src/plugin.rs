@@ -17,6 +17,7 @@ use crate::cache::Origin;
 use crate::closer::Closer;
 use crate::grants::Grants;
 use crate::limits::Limits;
+use crate::metrics::LogLimiter;
 use crate::runtime::Runtime;
 use crate::state::State;
 
@@ -117,6 +118,8 @@ pub struct Plugin {
     pub grants: Grants,
     /// Limits on every connection.
     pub limits: Limits,
+    /// The allowance of log lines for its instances' stdout/stderr, shared by all of them.
+    pub output: Arc<LogLimiter>,
     pre: InstancePre<State>,
     stream: Option<handler::GuestIndices>,
     datagram: Option<datagram_handler::GuestIndices>,
@@ -178,7 +181,8 @@ impl Plugin {
         };
         let name: Arc<str> = name_of(path).into();
         let meta = meta.expect("checked above");
-        let info = describe(rt, &name, &pre, &meta, stream.as_ref(), datagram.as_ref(), &grants, &limits).await?;
+        let output = Arc::new(LogLimiter::new(LogLimiter::OUTPUT_PER_SECOND));
+        let info = describe(rt, &name, &pre, &meta, stream.as_ref(), datagram.as_ref(), &grants, &limits, &output).await?;
         Ok(Plugin {
             name,
             path: path.to_path_buf(),
@@ -190,6 +194,7 @@ impl Plugin {
             origin,
             grants,
             limits,
+            output,
             pre,
             stream,
             datagram,
@@ -222,11 +227,12 @@ async fn describe(
     datagram: Option<&datagram_handler::GuestIndices>,
     grants: &Grants,
     limits: &Limits,
+    output: &Arc<LogLimiter>,
 ) -> Result<PluginInfo, LoadError> {
     let _slot = rt.instance_slot().await;
     // describe() needs no files; it gets the settings only.
     let grants = Grants { env: grants.env.clone(), ..Grants::default() };
-    let mut store = rt.new_store(&grants, limits, String::new(), Closer::new()).map_err(|e| LoadError::Describe(e.to_string()))?;
+    let mut store = rt.new_store(&grants, limits, output, String::new(), Closer::new()).map_err(|e| LoadError::Describe(e.to_string()))?;
     let call = async {
         let instance = pre.instantiate_async(&mut store).await.map_err(|e| LoadError::Describe(format!("{e:?}")))?;
         if let Some(stream) = stream {

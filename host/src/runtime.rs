@@ -5,6 +5,8 @@
 //! in front of instantiation so a burst of connections waits for a slot instead of
 //! failing.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,13 +22,14 @@ use crate::grants::{Grants, Stdio};
 use crate::hub::{Hub, HubLimits};
 use crate::limits::{CpuMeter, LimitHit, Limits, MemoryLimiter};
 use crate::logpipe::{Channel, LogOutput};
+use crate::metrics::LogLimiter;
 use crate::state::State;
 
 /// Bytes of each pool slot (memory, table, stack) kept resident when an instance ends.
 const KEEP_RESIDENT: usize = 64 * 1024;
 
 /// How often the epoch ticks: a running guest yields to other connections at least this often.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Sizing of the runtime.
 #[derive(Debug, Clone)]
@@ -151,12 +154,20 @@ impl Runtime {
     /// A new `Store` for one plugin instance with exactly what `grants` gives:
     /// environment, stdio (log lines by default), at most one directory as `/`; never
     /// the network. Memory and CPU limited by `limits`; yielding at every epoch tick.
-    pub fn new_store(&self, grants: &Grants, limits: &Limits, peer: String, closer: Closer) -> std::io::Result<Store<State>> {
+    /// `output` is the plugin's allowance of log lines for its stdout/stderr.
+    pub fn new_store(
+        &self,
+        grants: &Grants,
+        limits: &Limits,
+        output: &Arc<LogLimiter>,
+        peer: String,
+        closer: Closer,
+    ) -> std::io::Result<Store<State>> {
         let mut wasi = WasiCtx::builder();
         wasi.envs(&grants.env).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         match grants.stdio {
             Stdio::Log => {
-                wasi.stdout(LogOutput::new(Channel::Stdout)).stderr(LogOutput::new(Channel::Stderr));
+                wasi.stdout(LogOutput::new(Channel::Stdout, output.clone())).stderr(LogOutput::new(Channel::Stderr, output.clone()));
             }
             Stdio::Inherit => {
                 wasi.inherit_stdio();
@@ -173,6 +184,8 @@ impl Runtime {
             memory: MemoryLimiter::new(limits.memory.min(self.options.memory_limit)),
             cpu: Arc::new(CpuMeter::default()),
             limit_hit: None,
+            cpu_at_last_tick: Duration::ZERO,
+            activity: None,
             hub: self.hub.clone(),
             peer,
             closer,
@@ -182,16 +195,30 @@ impl Runtime {
         store.set_epoch_deadline(1);
         let budget = limits.cpu_budget;
         store.epoch_deadline_callback(move |mut ctx| {
+            let used = ctx.data().cpu.used();
             if let Some(budget) = budget
-                && ctx.data().cpu.used() >= budget
+                && used >= budget
             {
                 ctx.data_mut().limit_hit = Some(LimitHit::Cpu);
                 wasmtime::bail!("the plugin used its CPU budget of {budget:?}");
             }
-            Ok(UpdateDeadline::Yield(1))
+            if let Some(activity) = &ctx.data().activity {
+                activity.touch();
+            }
+            let slice = used.saturating_sub(std::mem::replace(&mut ctx.data_mut().cpu_at_last_tick, used));
+            Ok(UpdateDeadline::YieldCustom(1, pause(slice)))
         });
         Ok(store)
     }
+}
+
+/// How a running guest yields at an epoch tick. `tokio::task::yield_now` lets the I/O
+/// driver run before the guest resumes (a plain wake would re-poll it at once, and network
+/// events would wait ~60 slices). A guest that ran through its whole previous slice is
+/// CPU-bound: it also sits out one slice, so connections waiting on I/O go first and a
+/// busy plugin gets at most about half a core.
+fn pause(previous_slice: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    if previous_slice >= EPOCH_TICK / 2 { Box::pin(tokio::time::sleep(EPOCH_TICK)) } else { Box::pin(tokio::task::yield_now()) }
 }
 
 impl Drop for Runtime {

@@ -67,11 +67,12 @@ where
         return Outcome::Failed(format!("{} does not export a stream handler", plugin.name));
     };
     let slot = rt.instance_slot().await;
-    let mut store = match rt.new_store(&plugin.grants, &plugin.limits, info.peer.clone(), closer.clone()) {
+    let mut store = match rt.new_store(&plugin.grants, &plugin.limits, &plugin.output, info.peer.clone(), closer.clone()) {
         Ok(store) => store,
         Err(e) => return Outcome::Failed(e.to_string()),
     };
     let activity = Activity::new();
+    store.data_mut().activity = Some(activity.clone());
     let cpu = store.data().cpu.clone();
     let (output, leftover) = WriteStream::new(writer, closer.clone(), activity.clone());
     let input: DynInputStream = Box::new(ReadStream::new(reader, closer.clone(), activity.clone()));

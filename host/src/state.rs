@@ -7,7 +7,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::closer::Closer;
 use crate::hub::Hub;
-use crate::limits::{CpuMeter, LimitHit, MemoryLimiter};
+use crate::limits::{Activity, CpuMeter, LimitHit, MemoryLimiter};
 
 /// The data of one `Store`: one connection (or one `describe()` call).
 pub struct State {
@@ -21,6 +21,11 @@ pub struct State {
     pub cpu: Arc<CpuMeter>,
     /// The limit that ended the instance, if one did (set by the CPU check).
     pub limit_hit: Option<LimitHit>,
+    /// CPU time used at the previous epoch tick (how long the last slice ran).
+    pub cpu_at_last_tick: std::time::Duration,
+    /// The connection's traffic clock: a plugin that is running is not idle, so every
+    /// epoch tick it runs through counts as activity.
+    pub activity: Option<Arc<Activity>>,
     /// The rooms this instance may join.
     pub hub: Hub,
     /// The peer address: a hub member's initial name.

@@ -231,6 +231,24 @@ fn sigterm_refuses_new_connections_and_drains_the_open_ones() {
 }
 
 #[test]
+fn a_plugin_printing_in_a_loop_cannot_flood_the_log() {
+    let chatty = copy_as(&fixture("misbehave"), "chatty");
+    let server = Server::start(&["--plugin", &spec(&chatty), "--set", "chatty.MODE=print", "--cpu-budget", "2s"], 1);
+    let mut s = connect(server.addr(0));
+    s.write_all(b"go").unwrap();
+    let started = Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(20)), "the printing plugin was not stopped by its CPU budget");
+    server.wait_for_log("connection ended by a limit");
+    let log = server.stderr();
+    let printed = log.lines().filter(|l| l.contains("stdout: chatty line")).count();
+    let allowed = 100 * (started.elapsed().as_secs() as usize + 2);
+    eprintln!("chatty plugin: {printed} lines logged in {:?}", started.elapsed());
+    assert!(printed > 0, "nothing of the plugin's output was logged");
+    assert!(printed <= allowed, "{printed} output lines logged; the allowance is 100 per second");
+    assert!(log.lines().any(|l| l.contains("suppressed=") && !l.contains("suppressed=0") && l.contains("stdout:")), "no line says how many were suppressed");
+}
+
+#[test]
 fn a_writer_whose_client_never_reads_keeps_host_memory_flat() {
     let flood = copy_as(&fixture("misbehave"), "writer");
     let server = Server::start(&["--plugin", &spec(&flood), "--set", "writer.MODE=flood"], 1);
