@@ -48,12 +48,15 @@ async fn call(rt: &Arc<Runtime>, plugin: &Arc<Plugin>, peer: SocketAddr, payload
     });
     let result = tokio::time::timeout(DATAGRAM_TIMEOUT, run).await;
     let limit = store.data().limit_hit.or(store.data().memory.hit.then_some(LimitHit::Memory));
-    match result {
+    let outcome = match result {
         Ok(Ok(replies)) => Ok(replies),
         Ok(Err(e)) => Err(match limit {
             Some(hit) => Outcome::Limit(hit, format!("{e:#}")),
             None => Outcome::Trap(format!("{e:?}")),
         }),
         Err(_) => Err(Outcome::Limit(LimitHit::Duration, format!("no answer within {DATAGRAM_TIMEOUT:?}; the instance was stopped"))),
-    }
+    };
+    let peak = store.data().memory.peak;
+    crate::limits::drop_store(store, peak).await;
+    outcome
 }

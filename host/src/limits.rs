@@ -67,12 +67,27 @@ pub struct MemoryLimiter {
     limit: usize,
     /// Set when a growth was refused.
     pub hit: bool,
+    /// The largest linear memory granted so far, in bytes.
+    pub peak: usize,
 }
 
 impl MemoryLimiter {
     /// A limiter allowing `limit` bytes of linear memory.
     pub fn new(limit: usize) -> Self {
-        MemoryLimiter { limit, hit: false }
+        MemoryLimiter { limit, hit: false, peak: 0 }
+    }
+}
+
+/// An instance whose memory grew past this is dropped on the blocking pool: returning
+/// tens of MiB to the kernel takes milliseconds no epoch tick can interrupt.
+pub const BIG_INSTANCE: usize = 8 << 20;
+
+/// Drops a `Store` without stalling the async worker when its instance grew big.
+pub async fn drop_store<T: Send + 'static>(store: wasmtime::Store<T>, peak_memory: usize) {
+    if peak_memory > BIG_INSTANCE {
+        let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+    } else {
+        drop(store);
     }
 }
 
@@ -83,6 +98,9 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let ok = desired <= self.limit;
         self.hit |= !ok;
+        if ok {
+            self.peak = self.peak.max(desired);
+        }
         Ok(ok)
     }
 

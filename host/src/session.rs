@@ -128,7 +128,8 @@ where
     };
     // Dropping the store drops the instance and its streams; the output stream leaves
     // what it had not sent in `leftover`.
-    drop(store);
+    let peak = store.data().memory.peak;
+    limits::drop_store(store, peak).await;
     drop(slot);
     let leftover = leftover.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(leftover) = leftover {
