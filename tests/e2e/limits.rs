@@ -245,7 +245,10 @@ fn a_plugin_printing_in_a_loop_cannot_flood_the_log() {
     eprintln!("chatty plugin: {printed} lines logged in {:?}", started.elapsed());
     assert!(printed > 0, "nothing of the plugin's output was logged");
     assert!(printed <= allowed, "{printed} output lines logged; the allowance is 100 per second");
-    assert!(log.lines().any(|l| l.contains("suppressed=") && !l.contains("suppressed=0") && l.contains("stdout:")), "no line says how many were suppressed");
+    assert!(
+        log.lines().any(|l| l.contains("suppressed=") && !l.contains("suppressed=0") && l.contains("stdout:")),
+        "no line says how many were suppressed"
+    );
 }
 
 #[test]
