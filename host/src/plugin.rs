@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
+use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 use crate::bindings::{PluginInfo, datagram_handler, handler, meta};
@@ -182,7 +183,14 @@ impl Plugin {
         let name: Arc<str> = name_of(path).into();
         let meta = meta.expect("checked above");
         let output = Arc::new(LogLimiter::new(LogLimiter::OUTPUT_PER_SECOND));
-        let info = describe(rt, &name, &pre, &meta, stream.as_ref(), datagram.as_ref(), &grants, &limits, &output).await?;
+        let slot = rt.instance_slot().await;
+        // describe() needs no files; it gets the settings only.
+        let describe_grants = Grants { env: grants.env.clone(), ..Grants::default() };
+        let store = rt
+            .new_store(&describe_grants, &limits, &output, String::new(), Closer::new())
+            .map_err(|e| LoadError::Describe(e.to_string()))?;
+        let info = describe(store, &name, &pre, &meta, stream.as_ref(), datagram.as_ref()).await?;
+        drop(slot);
         Ok(Plugin {
             name,
             path: path.to_path_buf(),
@@ -217,22 +225,15 @@ impl Plugin {
     }
 }
 
-/// Instantiates once, checks the exports' types and calls `describe()`.
+/// Instantiates once in `store`, checks the exports' types and calls `describe()`.
 async fn describe(
-    rt: &Arc<Runtime>,
+    mut store: Store<State>,
     name: &Arc<str>,
     pre: &InstancePre<State>,
     meta: &meta::GuestIndices,
     stream: Option<&handler::GuestIndices>,
     datagram: Option<&datagram_handler::GuestIndices>,
-    grants: &Grants,
-    limits: &Limits,
-    output: &Arc<LogLimiter>,
 ) -> Result<PluginInfo, LoadError> {
-    let _slot = rt.instance_slot().await;
-    // describe() needs no files; it gets the settings only.
-    let grants = Grants { env: grants.env.clone(), ..Grants::default() };
-    let mut store = rt.new_store(&grants, limits, output, String::new(), Closer::new()).map_err(|e| LoadError::Describe(e.to_string()))?;
     let call = async {
         let instance = pre.instantiate_async(&mut store).await.map_err(|e| LoadError::Describe(format!("{e:?}")))?;
         if let Some(stream) = stream {
