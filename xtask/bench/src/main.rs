@@ -5,7 +5,7 @@
 //!
 //! Layout: `cli` (options), `process` (server subprocesses, RSS, logs, RLIMIT_NOFILE),
 //! `servers` (the tokio baselines, run as `switchboard-bench baseline KIND`), `load` (the
-//! load generators and their shared helpers), `chat` (the chat clients of fanout),
+//! load generators and their shared helpers), `stats` (latencies, errors, loop outcomes), `chat` (the chat clients of fanout),
 //! `harness` (the run loop, `Bench::measure_all`, the work folder), `scenarios` (rtt,
 //! stream, connrate, idle, fanout, getfile: switchboard against baselines), `faults` and
 //! `reload` (switchboard alone), `report` (the table).
@@ -20,6 +20,7 @@ mod reload;
 mod report;
 mod scenarios;
 mod servers;
+mod stats;
 
 use anyhow::{Context, Result};
 use clap::Parser;
