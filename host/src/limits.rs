@@ -152,22 +152,35 @@ impl<F: Future> Future for Metered<F> {
     }
 }
 
-/// When a connection last moved a byte, shared by its streams and its watchdog.
+/// When a connection was last active (moved a byte, or its plugin ran), and how many
+/// bytes it moved; shared by its streams, its watchdog and the epoch callback.
 #[derive(Debug)]
 pub struct Activity {
     start: Instant,
     last_ms: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl Activity {
     /// Activity starting now.
     pub fn new() -> Arc<Activity> {
-        Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0) })
+        Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0), bytes: AtomicU64::new(0) })
     }
 
-    /// Records traffic now.
+    /// Records activity now.
     pub fn touch(&self) {
         self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Records `n` bytes moved (read or written) now.
+    pub fn moved(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Bytes moved so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// The instant of the last traffic (or the start).

@@ -186,6 +186,7 @@ impl Runtime {
             limit_hit: None,
             cpu_at_last_tick: Duration::ZERO,
             activity: None,
+            bytes_at_last_tick: 0,
             hub: self.hub.clone(),
             peer,
             closer,
@@ -202,11 +203,16 @@ impl Runtime {
                 ctx.data_mut().limit_hit = Some(LimitHit::Cpu);
                 wasmtime::bail!("the plugin used its CPU budget of {budget:?}");
             }
-            if let Some(activity) = &ctx.data().activity {
-                activity.touch();
-            }
-            let slice = used.saturating_sub(std::mem::replace(&mut ctx.data_mut().cpu_at_last_tick, used));
-            Ok(UpdateDeadline::YieldCustom(1, pause(slice)))
+            // A running plugin is not idle; and one that moved bytes in its last slice is
+            // working its connection, not spinning.
+            let bytes = ctx.data().activity.as_ref().map(|a| {
+                a.touch();
+                a.bytes()
+            });
+            let state = ctx.data_mut();
+            let moved = bytes.is_some_and(|b| b != std::mem::replace(&mut state.bytes_at_last_tick, b));
+            let slice = used.saturating_sub(std::mem::replace(&mut state.cpu_at_last_tick, used));
+            Ok(UpdateDeadline::YieldCustom(1, pause(slice, moved)))
         });
         Ok(store)
     }
@@ -214,11 +220,16 @@ impl Runtime {
 
 /// How a running guest yields at an epoch tick. `tokio::task::yield_now` lets the I/O
 /// driver run before the guest resumes (a plain wake would re-poll it at once, and network
-/// events would wait ~60 slices). A guest that ran through its whole previous slice is
-/// CPU-bound: it also sits out one slice, so connections waiting on I/O go first and a
-/// busy plugin gets at most about half a core.
-fn pause(previous_slice: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    if previous_slice >= EPOCH_TICK / 2 { Box::pin(tokio::time::sleep(EPOCH_TICK)) } else { Box::pin(tokio::task::yield_now()) }
+/// events would wait ~60 slices). A guest that ran through its whole previous slice
+/// without moving a byte is spinning: it also sits out one slice, so connections waiting
+/// on I/O go first and a busy plugin gets at most about half a core. A bulk transfer,
+/// which keeps moving bytes, is not held back.
+fn pause(previous_slice: Duration, moved_bytes: bool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    if previous_slice >= EPOCH_TICK / 2 && !moved_bytes {
+        Box::pin(tokio::time::sleep(EPOCH_TICK))
+    } else {
+        Box::pin(tokio::task::yield_now())
+    }
 }
 
 impl Drop for Runtime {
