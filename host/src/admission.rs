@@ -162,19 +162,21 @@ impl PluginGate {
 pub struct Ticket {
     admission: Arc<Admission>,
     plugin: Arc<PluginGate>,
-    ip: IpAddr,
+    /// The address, when it is counted in the per-IP table.
+    ip: Option<IpAddr>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.admission.open.fetch_sub(1, Ordering::Relaxed);
         self.plugin.open.fetch_sub(1, Ordering::Relaxed);
+        let Some(ip) = self.ip else { return };
         let mut per_ip = self.admission.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = per_ip.get_mut(&self.ip) {
+        if let Some(entry) = per_ip.get_mut(&ip) {
             entry.open -= 1;
             let stale = entry.window_start.is_none_or(|w| w.elapsed() > Duration::from_secs(1));
             if entry.open == 0 && stale {
-                per_ip.remove(&self.ip);
+                per_ip.remove(&ip);
             }
         }
     }
@@ -207,13 +209,40 @@ impl Admission {
         if !self.address_allowed(ip) {
             return Err(Refusal::Address);
         }
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if per_ip.len() >= MAX_TRACKED_IPS {
+        // The per-IP table is kept only when a per-IP limit is set (not by default).
+        let mut per_ip = self.tracks_ips().then(|| self.per_ip.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(table) = per_ip.as_deref_mut() {
+            self.check_ip(table, ip)?;
+        }
+        if self.open.fetch_add(1, Ordering::Relaxed) >= self.config.max_connections {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refusal::Global);
+        }
+        let max = gate.max.load(Ordering::Relaxed);
+        if gate.open.fetch_add(1, Ordering::Relaxed) >= max && max > 0 {
+            gate.open.fetch_sub(1, Ordering::Relaxed);
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refusal::Plugin);
+        }
+        if let Some(table) = per_ip.as_deref_mut() {
+            table.entry(ip).or_default().open += 1;
+        }
+        Ok(Ticket { admission: self.clone(), plugin: gate.clone(), ip: per_ip.is_some().then_some(ip) })
+    }
+
+    /// Whether any per-IP limit is set.
+    fn tracks_ips(&self) -> bool {
+        self.config.rate_per_ip > 0 || self.config.max_per_ip > 0
+    }
+
+    /// The per-IP checks: the connection rate (counting this attempt) and the open count.
+    fn check_ip(&self, table: &mut HashMap<IpAddr, PerIp>, ip: IpAddr) -> Result<(), Refusal> {
+        if table.len() >= MAX_TRACKED_IPS {
             // Many sources (an IPv6 scan costs nothing): forget the ones with nothing open
             // and no rate window running, so the table stays bounded.
-            per_ip.retain(|_, e| e.open > 0 || e.window_start.is_some_and(|w| w.elapsed() < Duration::from_secs(1)));
+            table.retain(|_, e| e.open > 0 || e.window_start.is_some_and(|w| w.elapsed() < Duration::from_secs(1)));
         }
-        let entry = per_ip.entry(ip).or_default();
+        let entry = table.entry(ip).or_default();
         if self.config.rate_per_ip > 0 {
             let now = Instant::now();
             match entry.window_start {
@@ -231,18 +260,7 @@ impl Admission {
         if self.config.max_per_ip > 0 && entry.open >= self.config.max_per_ip {
             return Err(Refusal::PerIp);
         }
-        if self.open.fetch_add(1, Ordering::Relaxed) >= self.config.max_connections {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            return Err(Refusal::Global);
-        }
-        let max = gate.max.load(Ordering::Relaxed);
-        if gate.open.fetch_add(1, Ordering::Relaxed) >= max && max > 0 {
-            gate.open.fetch_sub(1, Ordering::Relaxed);
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            return Err(Refusal::Plugin);
-        }
-        entry.open += 1;
-        Ok(Ticket { admission: self.clone(), plugin: gate.clone(), ip })
+        Ok(())
     }
 }
 
@@ -310,6 +328,7 @@ mod tests {
         let _t4 = roomy.admit(&small, ip("10.0.0.4")).unwrap();
         assert_eq!(roomy.admit(&small, ip("10.0.0.5")).err(), Some(Refusal::Plugin));
         assert_eq!(roomy.open(), 1, "a refused connection holds no slot");
+        assert!(roomy.per_ip.lock().unwrap().is_empty(), "without per-IP limits no address is tracked");
     }
 
     #[test]
