@@ -27,15 +27,11 @@ pub async fn check(rt: &Arc<Runtime>, paths: &[PathBuf]) -> bool {
 
 /// The human-readable report for one plugin.
 pub fn report(p: &Plugin) -> String {
-    let exports = match p.world {
-        crate::plugin::World::Stream => "meta, handler",
-        crate::plugin::World::Datagram => "meta, datagram-handler",
-        crate::plugin::World::Full => "meta, handler, datagram-handler",
-    };
     format!(
         "{path}: ok\n  world    {world} (exports {exports})\n  name     {name}\n  version  {version}\n  summary  {summary}\n  listen   {listen}\n  size     {size} bytes\n  sha256   {sha}\n  compile  {ms} ms{cached}",
         path = p.path.display(),
         world = p.world.name(),
+        exports = p.world.exports(),
         name = p.info.name,
         version = p.info.version,
         summary = p.info.summary,

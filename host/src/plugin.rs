@@ -46,6 +46,15 @@ impl World {
         }
     }
 
+    /// The interfaces it exports.
+    pub fn exports(self) -> &'static str {
+        match self {
+            World::Stream => "meta, handler",
+            World::Datagram => "meta, datagram-handler",
+            World::Full => "meta, handler, datagram-handler",
+        }
+    }
+
     /// Whether it can serve byte streams.
     pub fn streams(self) -> bool {
         matches!(self, World::Stream | World::Full)

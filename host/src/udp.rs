@@ -58,8 +58,7 @@ impl Default for UdpOptions {
 
 /// Parses `--udp-replies-per-peer`: `N` or `N/s`, N ≥ 1.
 pub fn parse_replies_per_peer(s: &str) -> Result<u32, String> {
-    let n = s.trim().strip_suffix("/s").unwrap_or(s.trim());
-    match n.parse::<u32>() {
+    match crate::cli::parse_rate(s) {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{s:?}: expected a number of replies per second, at least 1 (e.g. 100 or 100/s)")),
     }
