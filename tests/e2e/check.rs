@@ -32,7 +32,7 @@ fn check_reports_world_and_describe_info() {
 
 #[test]
 fn check_and_serve_refuse_what_is_not_a_plugin_with_a_reason() {
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let manifest = &repo_file("Cargo.toml");
     let core = temp_file("core.wasm", b"\0asm\x01\0\0\0");
     let cli = fixture("hello-cli");
     let cases = [

@@ -92,7 +92,7 @@ fn python3(args: &[&str], cwd: &Path) -> (bool, String) {
 }
 
 fn seed_getfile() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/getfile.py").to_string()
+    repo_file("tests/clients/getfile.py")
 }
 
 #[test]

@@ -27,6 +27,14 @@ fn dir_from_env(var: &str) -> PathBuf {
     PathBuf::from(dir)
 }
 
+/// A file of this repository by its path from the root, e.g. `repo_file("Cargo.toml")`.
+/// The path comes from the environment `cargo test` runs tests in, not from compile time:
+/// a target directory shared between checkouts can hold a test binary built in another.
+pub fn repo_file(relative: &str) -> String {
+    let host = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    format!("{host}/../{relative}")
+}
+
 /// A shipped plugin, e.g. `plugin("echo")` → plugins/echo.wasm.
 pub fn plugin(name: &str) -> PathBuf {
     let path = dir_from_env("SWITCHBOARD_PLUGINS").join(format!("{name}.wasm"));

@@ -71,7 +71,7 @@ fn seed_datagram_client_gets_prefix_plus_payload() {
     assert_eq!(ask(&s, addr, b""), b"Echo=>", "an empty datagram is a datagram too");
 
     // The seed's own client (Listing 12, ported to Python 3).
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/udp-echo-client.py");
+    let script = &repo_file("tests/clients/udp-echo-client.py");
     let out = Command::new("python3")
         .args([script, "127.0.0.1"])
         .env("PORT", addr.port().to_string())

@@ -39,8 +39,12 @@ fn main() -> Result<()> {
     }
 }
 
+/// The workspace root. `cargo run` tells the running xtask where its manifest is; the
+/// compile-time path is only the fallback, because a target directory shared between
+/// checkouts (`CARGO_TARGET_DIR`) can hand one checkout an xtask built in another.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 fn cargo(root: &Path) -> Command {
