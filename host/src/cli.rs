@@ -85,8 +85,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub memory_limit: usize,
 
-    /// Time a plugin may spend running (not waiting) on one connection; then it traps.
-    /// `off` for no budget.
+    /// Time a plugin's code may run on one connection (host calls and waiting for I/O
+    /// are free; waiting for a core after yielding is not); then it traps. `off` for no
+    /// budget.
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_optional_duration)]
     pub cpu_budget: OptionalDuration,
 

@@ -23,6 +23,7 @@
 //!   plugin     file → validated component: compile off the async threads, link, match a
 //!              world, call describe()
 //!   runtime    engine (pooling allocator, epoch ticker), linker, instance semaphore
+//!   lane       connections whose plugin spins move to low-priority threads
 //!   session    one connection: Store + instance, streams handed over, outcome logged,
 //!              last bytes delivered, Store dropped
 //!     stream     wasi input/output streams backed by the connection halves
@@ -51,6 +52,7 @@ pub mod connect;
 pub mod datagram;
 pub mod grants;
 pub mod hub;
+pub mod lane;
 pub mod limits;
 pub mod listen;
 pub mod logpipe;

@@ -70,9 +70,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Connect(args) => {
-                let rt = Runtime::new(RuntimeOptions { max_instances: 16, cache: args.cache.cache(), ..Default::default() })
-                    .map_err(anyhow::Error::from)
-                    .context("starting the WebAssembly runtime")?;
+                let rt = Runtime::new(RuntimeOptions {
+                    max_instances: 16,
+                    cache: args.cache.cache(),
+                    heavy_lane_threads: 0,
+                    ..Default::default()
+                })
+                .map_err(anyhow::Error::from)
+                .context("starting the WebAssembly runtime")?;
                 let outcome = switchboard::connect::connect(&rt, &args.addr, &args.plugin, args.settings).await?;
                 Ok(match outcome {
                     Outcome::Ok => ExitCode::SUCCESS,
@@ -87,9 +92,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             }
             Command::Check(args) => {
-                let rt = Runtime::new(RuntimeOptions { max_instances: 16, cache: args.cache.cache(), ..Default::default() })
-                    .map_err(anyhow::Error::from)
-                    .context("starting the WebAssembly runtime")?;
+                let rt = Runtime::new(RuntimeOptions {
+                    max_instances: 16,
+                    cache: args.cache.cache(),
+                    heavy_lane_threads: 0,
+                    ..Default::default()
+                })
+                .map_err(anyhow::Error::from)
+                .context("starting the WebAssembly runtime")?;
                 let ok = switchboard::check::check(&rt, &args.paths).await;
                 Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }

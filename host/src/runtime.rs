@@ -20,6 +20,7 @@ use crate::cache::ArtifactCache;
 use crate::closer::Closer;
 use crate::grants::{Grants, Stdio};
 use crate::hub::{Hub, HubLimits};
+use crate::lane::{self, Lanes};
 use crate::limits::{CpuMeter, LimitHit, Limits, MemoryLimiter};
 use crate::logpipe::{Channel, LogOutput};
 use crate::metrics::LogLimiter;
@@ -43,6 +44,8 @@ pub struct RuntimeOptions {
     pub hub: HubLimits,
     /// Where compiled components are cached.
     pub cache: ArtifactCache,
+    /// Threads of the heavy lane (see [`crate::lane`]); 0: no heavy lane.
+    pub heavy_lane_threads: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -52,6 +55,11 @@ impl Default for RuntimeOptions {
             memory_limit: 64 << 20,
             hub: HubLimits::default(),
             cache: ArtifactCache::default_dir().map_or_else(ArtifactCache::disabled, ArtifactCache::at),
+            // Twice the cores: a heavy thread the kernel preempts in the middle of a slice
+            // holds that connection, and the spare threads keep the rest of the lane
+            // moving whenever a core frees up. Idle-priority threads cost nothing while
+            // the cores have other work.
+            heavy_lane_threads: 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -66,6 +74,7 @@ pub struct Runtime {
     options: RuntimeOptions,
     ticker_stop: Arc<AtomicBool>,
     cache: ArtifactCache,
+    lanes: Lanes,
 }
 
 impl Runtime {
@@ -109,7 +118,12 @@ impl Runtime {
             })?;
         }
 
+        let lanes = match options.heavy_lane_threads {
+            0 => Lanes::single(),
+            n => Lanes::new(n)?,
+        };
         Ok(Arc::new(Runtime {
+            lanes,
             engine,
             linker,
             hub: Hub::new(options.hub),
@@ -134,6 +148,11 @@ impl Runtime {
     /// The compiled-artifact cache.
     pub fn cache(&self) -> &ArtifactCache {
         &self.cache
+    }
+
+    /// The lanes connections run on: spawn every connection through [`Lanes::run`].
+    pub fn lanes(&self) -> &Lanes {
+        &self.lanes
     }
 
     /// The shared hub.
@@ -184,52 +203,62 @@ impl Runtime {
             memory: MemoryLimiter::new(limits.memory.min(self.options.memory_limit)),
             cpu: Arc::new(CpuMeter::default()),
             limit_hit: None,
-            cpu_at_last_tick: Duration::ZERO,
             activity: None,
-            bytes_at_last_tick: 0,
             hub: self.hub.clone(),
             peer,
             closer,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
+        store.call_hook(|ctx, hook| {
+            if hook.entering_host() {
+                ctx.data().cpu.leave_wasm();
+            } else {
+                ctx.data().cpu.enter_wasm();
+            }
+            Ok(())
+        });
         store.set_epoch_deadline(1);
         let budget = limits.cpu_budget;
         store.epoch_deadline_callback(move |mut ctx| {
-            let used = ctx.data().cpu.used();
+            let (used, running) = (ctx.data().cpu.used(), ctx.data().cpu.running());
             if let Some(budget) = budget
                 && used >= budget
             {
                 ctx.data_mut().limit_hit = Some(LimitHit::Cpu);
                 wasmtime::bail!("the plugin used its CPU budget of {budget:?}");
             }
-            // A running plugin is not idle; and one that moved bytes in its last slice is
-            // working its connection, not spinning.
-            let bytes = ctx.data().activity.as_ref().map(|a| {
-                a.touch();
-                a.bytes()
-            });
-            let state = ctx.data_mut();
-            let moved = bytes.is_some_and(|b| b != std::mem::replace(&mut state.bytes_at_last_tick, b));
-            let slice = used.saturating_sub(std::mem::replace(&mut state.cpu_at_last_tick, used));
-            Ok(UpdateDeadline::YieldCustom(1, pause(slice, moved)))
+            // A running plugin is not idle.
+            if let Some(activity) = &ctx.data().activity {
+                activity.touch();
+            }
+            let cpu = ctx.data().cpu.clone();
+            let tick = lane::at_tick(running, cpu.running_cpu());
+            cpu.watch_closely(tick.watch);
+            if tick.promote {
+                lane::promote();
+            }
+            Ok(UpdateDeadline::YieldCustom(1, yield_charged(cpu)))
         });
         Ok(store)
     }
 }
 
-/// How a running guest yields at an epoch tick. `tokio::task::yield_now` lets the I/O
-/// driver run before the guest resumes (a plain wake would re-poll it at once, and network
-/// events would wait ~60 slices). A guest that ran through its whole previous slice
-/// without moving a byte is spinning: it also sits out one slice, so connections waiting
-/// on I/O go first and a busy plugin gets at most about half a core. A bulk transfer,
-/// which keeps moving bytes, is not held back.
-fn pause(previous_slice: Duration, moved_bytes: bool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    if previous_slice >= EPOCH_TICK / 2 && !moved_bytes {
-        Box::pin(tokio::time::sleep(EPOCH_TICK))
-    } else {
-        Box::pin(tokio::task::yield_now())
-    }
+/// How a running guest yields at an epoch tick: through `tokio::task::yield_now`, which
+/// lets the I/O driver run before the guest resumes (a plain wake would re-poll it at
+/// once, and network events would wait ~60 slices).
+///
+/// The time until it runs again is charged to its CPU budget: it was ready to run all
+/// along. On an idle machine that is next to nothing; when low-priority (heavy-lane)
+/// threads get no CPU because others keep every core busy, it is what lets a spinning
+/// plugin still reach its budget in about that much wall time. Waiting for I/O is never
+/// charged.
+fn yield_charged(cpu: Arc<CpuMeter>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let started = crate::limits::clock();
+        tokio::task::yield_now().await;
+        cpu.charge(Duration::from_nanos(crate::limits::clock().saturating_sub(started)));
+    })
 }
 
 impl Drop for Runtime {

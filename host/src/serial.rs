@@ -164,10 +164,12 @@ async fn converse(line: &SerialLine, service: &Arc<Service>, ctx: &Ctx) -> Optio
     // at shutdown waits for it.
     let conversation = {
         let (rt, service, closer) = (ctx.rt.clone(), service.clone(), closer.clone());
-        ctx.tracker.spawn(async move {
+        let quarantined = service.conduct.quarantined();
+        let conversation = async move {
             let outcome = session::run_stream(&rt, &plugin, info.clone(), reader, writer, closer).await;
             service.account(&info, &outcome);
-        })
+        };
+        ctx.tracker.spawn(ctx.rt.lanes().run(conversation, quarantined))
     };
     let _close_if_dropped = CloseOnDrop(closer.clone());
     tokio::pin!(conversation);

@@ -6,6 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::admission::PluginGate;
 use crate::bindings::ConnectionInfo;
+use crate::lane::{Conduct, QUARANTINE};
+use crate::limits::LimitHit;
 use crate::metrics::Counters;
 use crate::session::Outcome;
 
@@ -25,6 +27,8 @@ pub struct Service {
     pub counters: Counters,
     /// The plugin's own connection limit.
     pub gate: Arc<PluginGate>,
+    /// Whether it misbehaved lately (its new connections then start in the heavy lane).
+    pub conduct: Conduct,
 }
 
 impl Service {
@@ -37,6 +41,7 @@ impl Service {
             stop: parent.child_token(),
             counters: Counters::default(),
             gate: PluginGate::new(max_connections),
+            conduct: Conduct::default(),
         })
     }
 
@@ -57,6 +62,9 @@ impl Service {
             return;
         };
         Counters::bump(counter);
+        if matches!(outcome, Outcome::Trap(_) | Outcome::Limit(LimitHit::Cpu | LimitHit::Memory, _)) && self.conduct.misbehaved() {
+            tracing::info!(plugin = %self.name, "the plugin misbehaved: its new connections run in the heavy lane for {QUARANTINE:?}");
+        }
         let Some(suppressed) = c.may_log() else { return };
         let (plugin, id, peer) = (&self.name, info.id, &info.peer);
         match outcome {
@@ -88,8 +96,10 @@ impl Service {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Makes `plugin` the version new connections get; returns the previous one.
+    /// Makes `plugin` the version new connections get; returns the previous one. The
+    /// new version starts with a clean record.
     pub fn swap(&self, plugin: Arc<Plugin>) -> Arc<Plugin> {
+        self.conduct.forgive();
         std::mem::replace(&mut *self.current.write().unwrap_or_else(|e| e.into_inner()), plugin)
     }
 

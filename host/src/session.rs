@@ -107,6 +107,7 @@ where
             }
         }
     };
+    tracing::debug!(cpu = ?cpu.used(), bytes = activity.bytes(), "plugin finished");
     let limit = store.data().limit_hit.or(watchdog_hit);
     // A refused memory growth explains a trap; a plugin that coped with it did not fail.
     let memory_trap = store.data().memory.hit.then_some(LimitHit::Memory);

@@ -21,13 +21,9 @@ pub struct State {
     pub cpu: Arc<CpuMeter>,
     /// The limit that ended the instance, if one did (set by the CPU check).
     pub limit_hit: Option<LimitHit>,
-    /// CPU time used at the previous epoch tick (how long the last slice ran).
-    pub cpu_at_last_tick: std::time::Duration,
     /// The connection's traffic clock: a plugin that is running is not idle, so every
     /// epoch tick it runs through counts as activity.
     pub activity: Option<Arc<Activity>>,
-    /// Bytes the connection had moved at the previous epoch tick.
-    pub bytes_at_last_tick: u64,
     /// The rooms this instance may join.
     pub hub: Hub,
     /// The peer address: a hub member's initial name.

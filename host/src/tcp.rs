@@ -70,22 +70,26 @@ pub async fn run(listener: TcpListener, service: Arc<Service>, ctx: Ctx) {
         let plugin = service.current();
         let (reader, writer) = socket.into_split();
         let (ctx2, service) = (ctx.clone(), service.clone());
-        ctx.tracker.spawn(async move {
-            let _ticket = ticket;
-            let closer = Closer::new();
-            let close_on_force = {
-                let closer = closer.clone();
-                async move {
-                    ctx2.force.cancelled().await;
-                    closer.close("the server is shutting down");
-                    std::future::pending::<()>().await
+        let quarantined = service.conduct.quarantined();
+        ctx.tracker.spawn(ctx.rt.lanes().run(
+            async move {
+                let _ticket = ticket;
+                let closer = Closer::new();
+                let close_on_force = {
+                    let closer = closer.clone();
+                    async move {
+                        ctx2.force.cancelled().await;
+                        closer.close("the server is shutting down");
+                        std::future::pending::<()>().await
+                    }
+                };
+                let info2 = info.clone();
+                tokio::select! {
+                    outcome = session::run_stream(&ctx2.rt, &plugin, info, reader, writer, closer) => service.account(&info2, &outcome),
+                    () = close_on_force => {}
                 }
-            };
-            let info2 = info.clone();
-            tokio::select! {
-                outcome = session::run_stream(&ctx2.rt, &plugin, info, reader, writer, closer) => service.account(&info2, &outcome),
-                () = close_on_force => {}
-            }
-        });
+            },
+            quarantined,
+        ));
     }
 }

@@ -149,14 +149,18 @@ pub async fn run(listener: UdpListener, service: Arc<Service>, ctx: Ctx) {
         };
         let task =
             Reply { socket: socket.clone(), service: service.clone(), limiter: limiter.clone(), drops: drops.clone(), ctx: ctx.clone() };
-        ctx.tracker.spawn(async move {
-            let _permit = permit;
-            let force = task.ctx.force.clone();
-            tokio::select! {
-                () = task.answer(info, peer, payload) => {}
-                () = force.cancelled() => {}
-            }
-        });
+        let quarantined = service.conduct.quarantined();
+        ctx.tracker.spawn(ctx.rt.lanes().run(
+            async move {
+                let _permit = permit;
+                let force = task.ctx.force.clone();
+                tokio::select! {
+                    () = task.answer(info, peer, payload) => {}
+                    () = force.cancelled() => {}
+                }
+            },
+            quarantined,
+        ));
     }
 }
 

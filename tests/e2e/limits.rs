@@ -127,6 +127,12 @@ fn misbehaving_plugins_hurt_nobody_else() {
     for needle in ["panicking on purpose", "memory limit", "cpu budget"] {
         assert!(log.contains(needle), "{needle:?} not in the log:\n{}", &log[log.len().saturating_sub(4000)..]);
     }
+    // The crashing plugins were quarantined in the heavy lane; echo never was.
+    let quarantined = |plugin: &str| log.lines().any(|l| l.contains("run in the heavy lane") && l.contains(&format!("plugin={plugin}")));
+    for plugin in ["panicky", "oom", "deep", "busy"] {
+        assert!(quarantined(plugin), "{plugin} was not quarantined");
+    }
+    assert!(!quarantined("echo"), "echo was quarantined");
 }
 
 #[test]
