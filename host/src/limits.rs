@@ -126,7 +126,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 #[derive(Debug, Default)]
 pub struct CpuMeter {
     guest_nanos: AtomicU64,
-    /// When the plugin's code was last entered ([`clock`] nanos), 0 while it is not running.
+    /// When the plugin's code was last entered ([`coarse_clock`] nanos), 0 while it is not running.
     in_wasm_since: AtomicU64,
     /// When the poll under way started ([`clock`] nanos), 0 when none is.
     poll_started: AtomicU64,
@@ -142,6 +142,19 @@ pub fn clock() -> u64 {
     BASE.get_or_init(Instant::now).elapsed().as_nanos().min(u64::MAX as u128) as u64 + 1
 }
 
+/// A clock for the CPU budget, read at every entry into and exit from the plugin's code
+/// (several times per message): `CLOCK_MONOTONIC_COARSE`, 7 ns a read here against ~25
+/// for the precise clock, which showed as ~4% of the server's time in the rtt profile.
+/// Its 1–4 ms resolution does not bias a sum: a stretch shorter than a step is counted
+/// as a whole step with the probability of straddling one, so the expected total is the
+/// real one, and a budget is seconds.
+pub fn coarse_clock() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the local timespec and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
+    (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64).max(1)
+}
+
 /// The calling thread's CPU time in nanoseconds (never 0).
 fn thread_cpu() -> u64 {
     let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -155,7 +168,7 @@ impl CpuMeter {
     pub fn used(&self) -> Duration {
         let current = match self.in_wasm_since.load(Ordering::Relaxed) {
             0 => 0,
-            since => clock().saturating_sub(since),
+            since => coarse_clock().saturating_sub(since),
         };
         Duration::from_nanos(self.guest_nanos.load(Ordering::Relaxed) + current)
     }
@@ -167,14 +180,14 @@ impl CpuMeter {
 
     /// The plugin's code is entered (called, or a host call returns to it).
     pub fn enter_wasm(&self) {
-        self.in_wasm_since.store(clock(), Ordering::Relaxed);
+        self.in_wasm_since.store(coarse_clock(), Ordering::Relaxed);
     }
 
     /// The plugin's code is left (it returned, or calls the host).
     pub fn leave_wasm(&self) {
         let since = self.in_wasm_since.swap(0, Ordering::Relaxed);
         if since != 0 {
-            self.guest_nanos.fetch_add(clock().saturating_sub(since), Ordering::Relaxed);
+            self.guest_nanos.fetch_add(coarse_clock().saturating_sub(since), Ordering::Relaxed);
         }
     }
 

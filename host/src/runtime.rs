@@ -265,9 +265,9 @@ impl Runtime {
 /// charged.
 fn yield_charged(cpu: Arc<CpuMeter>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
-        let started = crate::limits::clock();
+        let started = crate::limits::coarse_clock();
         tokio::task::yield_now().await;
-        cpu.charge(Duration::from_nanos(crate::limits::clock().saturating_sub(started)));
+        cpu.charge(Duration::from_nanos(crate::limits::coarse_clock().saturating_sub(started)));
     })
 }
 
