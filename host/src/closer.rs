@@ -4,6 +4,7 @@
 //! refuse writes, so the plugin notices, says goodbye (e.g. chat's `Client left`) and
 //! returns. The session gives it a grace period before dropping the instance.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -12,7 +13,15 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Default)]
 pub struct Closer {
     token: CancellationToken,
-    reason: Arc<Mutex<Option<String>>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Mirrors the token: the streams ask at every read and write, and the token's own
+    /// check takes a lock.
+    closed: AtomicBool,
+    reason: Mutex<Option<String>>,
 }
 
 impl Closer {
@@ -23,17 +32,18 @@ impl Closer {
 
     /// Asks for the connection to end; the first reason given is kept.
     pub fn close(&self, reason: impl Into<String>) {
-        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.shared.reason.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
             *slot = Some(reason.into());
         }
         drop(slot);
+        self.shared.closed.store(true, Ordering::Release);
         self.token.cancel();
     }
 
     /// Whether [`Closer::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.token.is_cancelled()
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Resolves once [`Closer::close`] has been called (cancel-safe).
@@ -43,6 +53,6 @@ impl Closer {
 
     /// Why the connection was closed by the host, if it was.
     pub fn reason(&self) -> Option<String> {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

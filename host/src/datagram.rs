@@ -10,8 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::Instrument;
-
 use crate::closer::Closer;
 use crate::limits::LimitHit;
 use crate::plugin::Plugin;
@@ -27,18 +25,25 @@ pub const DATAGRAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Returns the replies, or the outcome that explains why there are none
 /// ([`Outcome::Trap`], [`Outcome::Failed`] or [`Outcome::Limit`]).
 pub async fn handle(rt: &Arc<Runtime>, plugin: &Arc<Plugin>, id: u64, peer: SocketAddr, payload: Vec<u8>) -> Result<Vec<Vec<u8>>, Outcome> {
+    // The plugin's output lines are logged in this span.
     let span = tracing::info_span!("dgram", plugin = %plugin.name, id, %peer);
-    call(rt, plugin, peer, payload).instrument(span).await
+    call(rt, plugin, peer, payload, span).await
 }
 
-async fn call(rt: &Arc<Runtime>, plugin: &Arc<Plugin>, peer: SocketAddr, payload: Vec<u8>) -> Result<Vec<Vec<u8>>, Outcome> {
+async fn call(
+    rt: &Arc<Runtime>,
+    plugin: &Arc<Plugin>,
+    peer: SocketAddr,
+    payload: Vec<u8>,
+    span: tracing::Span,
+) -> Result<Vec<Vec<u8>>, Outcome> {
     let Some(exports) = plugin.datagram_exports() else {
         return Err(Outcome::Failed(format!("{} does not export a datagram handler", plugin.name)));
     };
     let _slot = rt.instance_slot().await;
     let peer = peer.to_string();
     let mut store = rt
-        .new_store(&plugin.grants, &plugin.limits, &plugin.output, peer.clone(), Closer::new())
+        .new_store(&plugin.grants, &plugin.limits, &plugin.output, &span, peer.clone(), Closer::new())
         .map_err(|e| Outcome::Failed(e.to_string()))?;
     let cpu = store.data().cpu.clone();
     let run = cpu.meter(async {

@@ -1,5 +1,7 @@
 //! A plugin's stdout and stderr, turned into host log lines. The plugin name and
-//! connection id come from the span the instance runs in (see `session` and `plugin`).
+//! connection id come from the instance's span (see `session` and `plugin`), given as
+//! the lines' parent: the span is not entered at every poll of the guest, which showed
+//! in profiles.
 //! Lines are cut at [`MAX_LINE`] bytes so a plugin cannot make the host buffer without
 //! bound, and at most [`LogLimiter::OUTPUT_PER_SECOND`] lines per plugin and second are
 //! logged (the next one says how many were suppressed), so a plugin printing in a loop
@@ -34,12 +36,14 @@ pub enum Channel {
 pub struct LogOutput {
     channel: Channel,
     limiter: Arc<LogLimiter>,
+    span: tracing::Span,
 }
 
 impl LogOutput {
-    /// The plugin's stdout or stderr, sharing the plugin's line allowance `limiter`.
-    pub fn new(channel: Channel, limiter: Arc<LogLimiter>) -> Self {
-        LogOutput { channel, limiter }
+    /// The plugin's stdout or stderr, sharing the plugin's line allowance `limiter`,
+    /// logged in `span`.
+    pub fn new(channel: Channel, limiter: Arc<LogLimiter>, span: tracing::Span) -> Self {
+        LogOutput { channel, limiter, span }
     }
 
     fn writer(&self) -> LineLogger {
@@ -96,8 +100,8 @@ impl LineLogger {
             let text = String::from_utf8_lossy(&self.line);
             let text = text.trim_end_matches('\r');
             match self.out.channel {
-                Channel::Stdout => tracing::info!(suppressed, "stdout: {text}"),
-                Channel::Stderr => tracing::warn!(suppressed, "stderr: {text}"),
+                Channel::Stdout => tracing::info!(parent: &self.out.span, suppressed, "stdout: {text}"),
+                Channel::Stderr => tracing::warn!(parent: &self.out.span, suppressed, "stderr: {text}"),
             }
         }
         self.line.clear();

@@ -196,7 +196,7 @@ impl Plugin {
         // describe() needs no files; it gets the settings only.
         let describe_grants = Grants { env: grants.env.clone(), ..Grants::default() };
         let store = rt
-            .new_store(&describe_grants, &limits, &output, String::new(), Closer::new())
+            .new_store(&describe_grants, &limits, &output, &tracing::info_span!("describe", plugin = %name), String::new(), Closer::new())
             .map_err(|e| LoadError::Describe(e.to_string()))?;
         let info = describe(store, &name, &pre, &meta, stream.as_ref(), datagram.as_ref()).await?;
         drop(slot);

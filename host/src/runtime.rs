@@ -183,12 +183,14 @@ impl Runtime {
     /// A new `Store` for one plugin instance with exactly what `grants` gives:
     /// environment, stdio (log lines by default), at most one directory as `/`; never
     /// the network. Memory and CPU limited by `limits`; yielding at every epoch tick.
-    /// `output` is the plugin's allowance of log lines for its stdout/stderr.
+    /// `output` is the plugin's allowance of log lines for its stdout/stderr, which are
+    /// logged in `span`.
     pub fn new_store(
         &self,
         grants: &Grants,
         limits: &Limits,
         output: &Arc<LogLimiter>,
+        span: &tracing::Span,
         peer: String,
         closer: Closer,
     ) -> std::io::Result<Store<State>> {
@@ -196,7 +198,11 @@ impl Runtime {
         wasi.envs(&grants.env).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         match grants.stdio {
             Stdio::Log => {
-                wasi.stdout(LogOutput::new(Channel::Stdout, output.clone())).stderr(LogOutput::new(Channel::Stderr, output.clone()));
+                wasi.stdout(LogOutput::new(Channel::Stdout, output.clone(), span.clone())).stderr(LogOutput::new(
+                    Channel::Stderr,
+                    output.clone(),
+                    span.clone(),
+                ));
             }
             Stdio::Inherit => {
                 wasi.inherit_stdio();

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::Instrument;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
 use crate::bindings::{ConnectionInfo, Transport};
@@ -53,12 +52,21 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    // Plugin output lines are logged inside this span: tagged with plugin, id and peer.
+    // Plugin output lines and this connection's own lines are logged in this span:
+    // tagged with plugin, id and peer.
     let span = tracing::info_span!("conn", plugin = %plugin.name, id = info.id, peer = %info.peer);
-    run(rt, plugin, info, reader, writer, closer).instrument(span).await
+    run(rt, plugin, info, reader, writer, closer, span).await
 }
 
-async fn run<R, W>(rt: &Arc<Runtime>, plugin: &Arc<Plugin>, info: ConnectionInfo, reader: R, writer: W, closer: Closer) -> Outcome
+async fn run<R, W>(
+    rt: &Arc<Runtime>,
+    plugin: &Arc<Plugin>,
+    info: ConnectionInfo,
+    reader: R,
+    writer: W,
+    closer: Closer,
+    span: tracing::Span,
+) -> Outcome
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -67,7 +75,7 @@ where
         return Outcome::Failed(format!("{} does not export a stream handler", plugin.name));
     };
     let slot = rt.instance_slot().await;
-    let mut store = match rt.new_store(&plugin.grants, &plugin.limits, &plugin.output, info.peer.clone(), closer.clone()) {
+    let mut store = match rt.new_store(&plugin.grants, &plugin.limits, &plugin.output, &span, info.peer.clone(), closer.clone()) {
         Ok(store) => store,
         Err(e) => return Outcome::Failed(e.to_string()),
     };
@@ -107,7 +115,7 @@ where
             }
         }
     };
-    tracing::debug!(cpu = ?cpu.used(), bytes = activity.bytes(), "plugin finished");
+    tracing::debug!(parent: &span, cpu = ?cpu.used(), bytes = activity.bytes(), "plugin finished");
     let limit = store.data().limit_hit.or(watchdog_hit);
     // A refused memory growth explains a trap; a plugin that coped with it did not fail.
     let memory_trap = store.data().memory.hit.then_some(LimitHit::Memory);
@@ -137,8 +145,8 @@ where
         let pending = leftover.pending.len();
         match tokio::time::timeout(LINGER, leftover.finish()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(pending, "could not deliver the last bytes: {e}"),
-            Err(_) => tracing::info!(pending, "peer did not take the last bytes within {LINGER:?}"),
+            Ok(Err(e)) => tracing::debug!(parent: &span, pending, "could not deliver the last bytes: {e}"),
+            Err(_) => tracing::info!(parent: &span, pending, "peer did not take the last bytes within {LINGER:?}"),
         }
     }
     outcome

@@ -68,7 +68,10 @@ fn heading(config: &Config) -> Vec<String> {
             config.duration.as_secs_f64(),
             config.swaps
         ),
-        "Every server runs in its own process, measured one after the other in this run; ratios are switchboard / baseline.".into(),
+        "Every server runs in its own process. rtt, stream and connrate start all of theirs at once and measure them in turn, \
+         5 rounds of a fifth of the duration each, merged per server; the other scenarios measure one server after the other. \
+         Ratios are switchboard / baseline."
+            .into(),
     ]
 }
 

@@ -12,6 +12,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::rounds::Merge;
+
 pub use crate::stats::{Errors, Latencies, LoopOutcome};
 
 /// Longest wait for a connection to be established.
@@ -172,6 +174,15 @@ pub struct StreamOutcome {
     pub elapsed: Duration,
     /// Failed connections.
     pub errors: Errors,
+}
+
+impl Merge for StreamOutcome {
+    fn merge(&mut self, other: StreamOutcome) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.elapsed += other.elapsed;
+        self.errors.merge(other.errors);
+    }
 }
 
 impl StreamOutcome {

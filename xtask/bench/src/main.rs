@@ -6,7 +6,8 @@
 //! Layout: `cli` (options), `process` (server subprocesses, RSS, logs, RLIMIT_NOFILE),
 //! `servers` (the tokio baselines, run as `switchboard-bench baseline KIND`), `load` (the
 //! load generators and their shared helpers), `stats` (latencies, errors, loop outcomes), `chat` (the chat clients of fanout),
-//! `harness` (the run loop, `Bench::measure_all`, the work folder), `scenarios` (rtt,
+//! `harness` (the run loop, `Bench::measure_all`, the work folder), `rounds`
+//! (`Bench::measure_rounds`: servers measured in turn, for rtt, stream, connrate), `scenarios` (rtt,
 //! stream, connrate, idle, fanout, getfile: switchboard against baselines), `faults` and
 //! `reload` (switchboard alone), `report` (the table).
 
@@ -18,6 +19,7 @@ mod load;
 mod process;
 mod reload;
 mod report;
+mod rounds;
 mod scenarios;
 mod servers;
 mod stats;

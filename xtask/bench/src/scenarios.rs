@@ -51,12 +51,14 @@ impl Bench<'_> {
         let mut specs = self.echo_servers();
         specs.extend(self.launcher.seed_echo());
         let exchange = Exchange::new(PREFIX, MESSAGE);
-        let duration = self.config.duration;
         let sides = self
-            .measure_all(report, Scenario::Rtt, specs, async |server, notes| {
-                let outcome = load::rtt(server.addr, RTT_CONNS, duration, exchange.clone()).await;
-                closed_loop_result(server, "msgs/s", outcome, notes)
-            })
+            .measure_rounds(
+                report,
+                Scenario::Rtt,
+                specs,
+                async |server, slice| load::rtt(server.addr, RTT_CONNS, slice, exchange.clone()).await,
+                |server, outcome, notes| closed_loop_result(server, "msgs/s", outcome, notes),
+            )
             .await;
         let s = Scenario::Rtt;
         vec![
@@ -70,20 +72,24 @@ impl Bench<'_> {
     pub async fn stream(&self, report: &mut Report) -> Vec<Row> {
         let specs =
             vec![self.launcher.tokio(BaselineKind::Echo, &["--prefix="]), self.launcher.switchboard("echo", &["--set", "echo.PREFIX="])];
-        let duration = self.config.duration;
         let sides = self
-            .measure_all(report, Scenario::Stream, specs, async |server, notes| {
-                let outcome = load::stream_echo(server.addr, STREAM_CONNS, STREAM_WRITE, duration).await;
-                note_errors(notes, &outcome.errors);
-                if outcome.received == 0 {
-                    bail!("nothing came back: {}", outcome.errors.describe());
-                }
-                progress(
-                    server,
-                    &format!("{} (sent {} MB)", figure(Unit::MegabytesPerSec, outcome.mb_per_sec()), outcome.sent / 1_000_000),
-                );
-                Ok(outcome)
-            })
+            .measure_rounds(
+                report,
+                Scenario::Stream,
+                specs,
+                async |server, slice| load::stream_echo(server.addr, STREAM_CONNS, STREAM_WRITE, slice).await,
+                |server, outcome, notes| {
+                    note_errors(notes, &outcome.errors);
+                    if outcome.received == 0 {
+                        bail!("nothing came back: {}", outcome.errors.describe());
+                    }
+                    progress(
+                        server,
+                        &format!("{} (sent {} MB)", figure(Unit::MegabytesPerSec, outcome.mb_per_sec()), outcome.sent / 1_000_000),
+                    );
+                    Ok(outcome)
+                },
+            )
             .await;
         vec![
             sides
@@ -96,12 +102,14 @@ impl Bench<'_> {
     pub async fn connrate(&self, report: &mut Report) -> Vec<Row> {
         let specs = self.echo_servers();
         let exchange = Exchange::new(PREFIX, MESSAGE);
-        let duration = self.config.duration;
         let sides = self
-            .measure_all(report, Scenario::Connrate, specs, async |server, notes| {
-                let outcome = load::connrate(server.addr, CONNRATE_WORKERS, duration, exchange.clone()).await;
-                closed_loop_result(server, "conns/s", outcome, notes)
-            })
+            .measure_rounds(
+                report,
+                Scenario::Connrate,
+                specs,
+                async |server, slice| load::connrate(server.addr, CONNRATE_WORKERS, slice, exchange.clone()).await,
+                |server, outcome, notes| closed_loop_result(server, "conns/s", outcome, notes),
+            )
             .await;
         let s = Scenario::Connrate;
         vec![

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::rounds::Merge;
+
 /// Latency samples, sorted.
 #[derive(Debug, Clone, Default)]
 pub struct Latencies(Vec<Duration>);
@@ -27,6 +29,13 @@ impl Latencies {
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+}
+
+impl Merge for Latencies {
+    fn merge(&mut self, other: Latencies) {
+        self.0.extend(other.0);
+        self.0.sort_unstable();
     }
 }
 
@@ -74,6 +83,15 @@ pub struct LoopOutcome {
     pub latencies: Latencies,
     /// Failed operations (connects included).
     pub errors: Errors,
+}
+
+impl Merge for LoopOutcome {
+    fn merge(&mut self, other: LoopOutcome) {
+        self.ops += other.ops;
+        self.elapsed += other.elapsed;
+        self.latencies.merge(other.latencies);
+        self.errors.merge(other.errors);
+    }
 }
 
 impl LoopOutcome {
