@@ -254,7 +254,11 @@ impl Runtime {
             if tick.promote {
                 lane::promote();
             }
-            Ok(UpdateDeadline::YieldCustom(1, yield_charged(cpu)))
+            // Only a guest that held its thread through the slice is charged for its wait:
+            // an I/O-bound one that just woke up (echo, hit by a tick while it waited)
+            // would otherwise pay for every queue it sits in on a busy machine.
+            let charge_wait = running >= lane::HELD;
+            Ok(UpdateDeadline::YieldCustom(1, yield_charged(cpu, charge_wait)))
         });
         Ok(store)
     }
@@ -264,16 +268,18 @@ impl Runtime {
 /// lets the I/O driver run before the guest resumes (a plain wake would re-poll it at
 /// once, and network events would wait ~60 slices).
 ///
-/// The time until it runs again is charged to its CPU budget: it was ready to run all
-/// along. On an idle machine that is next to nothing; when low-priority (heavy-lane)
-/// threads get no CPU because others keep every core busy, it is what lets a spinning
-/// plugin still reach its budget in about that much wall time. Waiting for I/O is never
-/// charged.
-fn yield_charged(cpu: Arc<CpuMeter>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+/// With `charge_wait` (a guest that was running through the slice), the time until it
+/// runs again is charged to its CPU budget: it was ready to run all along. On an idle
+/// machine that is next to nothing; when low-priority (heavy-lane) threads get no CPU
+/// because others keep every core busy, it is what lets a spinning plugin still reach
+/// its budget in about that much wall time. Waiting for I/O is never charged.
+fn yield_charged(cpu: Arc<CpuMeter>, charge_wait: bool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         let started = crate::limits::coarse_clock();
         tokio::task::yield_now().await;
-        cpu.charge(Duration::from_nanos(crate::limits::coarse_clock().saturating_sub(started)));
+        if charge_wait {
+            cpu.charge(Duration::from_nanos(crate::limits::coarse_clock().saturating_sub(started)));
+        }
     })
 }
 

@@ -120,7 +120,8 @@ fn misbehaving_plugins_hurt_nobody_else() {
     }
     drop(floods);
     eprintln!("echo exchanges during the attack: {}; peak RSS {} MiB", exchanges.load(Ordering::Relaxed), peak_rss / 1024);
-    assert_eq!(errors.load(Ordering::Relaxed), 0, "echo clients saw errors");
+    let echo_lines = || server.stderr().lines().filter(|l| l.contains("plugin=echo")).take(20).collect::<Vec<_>>().join("\n");
+    assert_eq!(errors.load(Ordering::Relaxed), 0, "echo clients saw errors; the server said about echo:\n{}", echo_lines());
     assert!(exchanges.load(Ordering::Relaxed) > 100, "echo clients made no progress");
     assert!(peak_rss < 512 * 1024, "host RSS reached {} MiB", peak_rss / 1024);
     let log = server.stderr();
