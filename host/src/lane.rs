@@ -50,8 +50,15 @@ pub struct Tick {
 }
 
 /// Decides about a guest found running at an epoch tick: its poll under way has run
-/// `running` by the wall clock, and `running_cpu` by CPU time if it was watched closely.
-pub fn at_tick(running: Duration, running_cpu: Option<Duration>) -> Tick {
+/// `running` by the wall clock, and `running_cpu` by CPU time if it was watched closely;
+/// `moved_bytes` if its connection moved bytes since the previous tick that found it
+/// running. A guest that moves bytes is serving its client (a bulk transfer) and stays
+/// where it is: on idle-priority threads any other process on the machine would starve
+/// it. One that burns CPU without moving a byte is spinning or computing.
+pub fn at_tick(running: Duration, running_cpu: Option<Duration>, moved_bytes: bool) -> Tick {
+    if moved_bytes {
+        return Tick { watch: false, promote: false };
+    }
     let promote = running_cpu.is_some_and(|cpu| cpu >= HELD);
     Tick { watch: !promote && running >= HELD, promote }
 }
@@ -265,14 +272,16 @@ mod tests {
 
     #[test]
     fn a_long_poll_is_watched_and_promoted_only_if_it_really_used_the_cpu() {
-        let tick = at_tick(T, None);
+        let tick = at_tick(T, None, false);
         assert!(tick.watch && !tick.promote, "long by the wall clock: watch it");
-        let tick = at_tick(T, Some(HELD / 10));
+        let tick = at_tick(T, Some(HELD / 10), false);
         assert!(tick.watch && !tick.promote, "preempted, not busy: keep watching, do not promote");
-        let tick = at_tick(HELD / 10, Some(HELD / 20));
+        let tick = at_tick(HELD / 10, Some(HELD / 20), false);
         assert!(!tick.watch && !tick.promote, "short again");
-        let tick = at_tick(T, Some(T));
+        let tick = at_tick(T, Some(T), false);
         assert!(tick.promote && !tick.watch, "busy by its CPU clock");
+        let tick = at_tick(T, Some(T), true);
+        assert!(!tick.promote && !tick.watch, "a busy transfer is not a spin");
     }
 
     #[test]

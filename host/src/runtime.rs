@@ -220,6 +220,7 @@ impl Runtime {
             cpu: Arc::new(CpuMeter::default()),
             limit_hit: None,
             activity: None,
+            bytes_at_last_tick: 0,
             hub: self.hub.clone(),
             peer,
             closer,
@@ -245,11 +246,13 @@ impl Runtime {
                 wasmtime::bail!("the plugin used its CPU budget of {budget:?}");
             }
             // A running plugin is not idle.
-            if let Some(activity) = &ctx.data().activity {
+            let bytes = ctx.data().activity.as_ref().map_or(0, |activity| {
                 activity.touch();
-            }
+                activity.bytes()
+            });
+            let moved_bytes = bytes != std::mem::replace(&mut ctx.data_mut().bytes_at_last_tick, bytes);
             let cpu = ctx.data().cpu.clone();
-            let tick = lane::at_tick(running, cpu.running_cpu());
+            let tick = lane::at_tick(running, cpu.running_cpu(), moved_bytes);
             cpu.watch_closely(tick.watch);
             if tick.promote {
                 lane::promote();

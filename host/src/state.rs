@@ -24,6 +24,9 @@ pub struct State {
     /// The connection's traffic clock: a plugin that is running is not idle, so every
     /// epoch tick it runs through counts as activity.
     pub activity: Option<Arc<Activity>>,
+    /// Bytes the connection had moved at the previous epoch tick that found the plugin
+    /// running (see [`crate::lane::at_tick`]).
+    pub bytes_at_last_tick: u64,
     /// The rooms this instance may join.
     pub hub: Hub,
     /// The peer address: a hub member's initial name.
