@@ -70,14 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Connect(args) => {
-                let rt = Runtime::new(RuntimeOptions {
-                    max_instances: 16,
-                    cache: args.cache.cache(),
-                    heavy_lane_threads: 0,
-                    ..Default::default()
-                })
-                .map_err(anyhow::Error::from)
-                .context("starting the WebAssembly runtime")?;
+                let rt = small_runtime(args.cache.cache())?;
                 let outcome = switchboard::connect::connect(&rt, &args.addr, &args.plugin, args.settings).await?;
                 Ok(match outcome {
                     Outcome::Ok => ExitCode::SUCCESS,
@@ -92,19 +85,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             }
             Command::Check(args) => {
-                let rt = Runtime::new(RuntimeOptions {
-                    max_instances: 16,
-                    cache: args.cache.cache(),
-                    heavy_lane_threads: 0,
-                    ..Default::default()
-                })
-                .map_err(anyhow::Error::from)
-                .context("starting the WebAssembly runtime")?;
+                let rt = small_runtime(args.cache.cache())?;
                 let ok = switchboard::check::check(&rt, &args.paths).await;
                 Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }
         }
     })
+}
+
+/// The runtime of `connect` and `check`: a few instances, no heavy lane.
+fn small_runtime(cache: switchboard::cache::ArtifactCache) -> anyhow::Result<std::sync::Arc<Runtime>> {
+    Runtime::new(RuntimeOptions { max_instances: 16, cache, heavy_lane_threads: 0, ..Default::default() })
+        .map_err(anyhow::Error::from)
+        .context("starting the WebAssembly runtime")
 }
 
 /// Installs the SIGINT/SIGTERM handlers now (so no signal can arrive before them and

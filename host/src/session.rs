@@ -55,22 +55,6 @@ where
     // Plugin output lines and this connection's own lines are logged in this span:
     // tagged with plugin, id and peer.
     let span = tracing::info_span!("conn", plugin = %plugin.name, id = info.id, peer = %info.peer);
-    run(rt, plugin, info, reader, writer, closer, span).await
-}
-
-async fn run<R, W>(
-    rt: &Arc<Runtime>,
-    plugin: &Arc<Plugin>,
-    info: ConnectionInfo,
-    reader: R,
-    writer: W,
-    closer: Closer,
-    span: tracing::Span,
-) -> Outcome
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
     let Some(exports) = plugin.stream_exports() else {
         return Outcome::Failed(format!("{} does not export a stream handler", plugin.name));
     };

@@ -36,8 +36,8 @@ pub struct BenchArgs {
     /// clients, 10 fan-out rounds, a 128 MiB file, 5 reload swaps. Explicit options still win.
     #[arg(long)]
     pub quick: bool,
-    /// Seconds each timed scenario (rtt, stream, connrate) runs per server, and each of the
-    /// two faults phases [default: 3].
+    /// Seconds each timed scenario (rtt, stream, connrate) runs per server (in 5 rounds),
+    /// and each of the two faults phases [default: 10].
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
     /// Concurrent idle connections [default: 10000].
@@ -214,7 +214,7 @@ impl BenchArgs {
             plugins,
             seed_dir,
             scenarios,
-            duration: secs(self.duration, 3.0, 1.0)?,
+            duration: secs(self.duration, 10.0, 1.0)?,
             idle: self.idle.unwrap_or(if q { 2_000 } else { 10_000 }),
             idle_hold: secs(self.idle_hold, 2.0, 1.0)?,
             chat_clients: self.chat_clients.unwrap_or(if q { 200 } else { 1_000 }),

@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::chat::ChatClients;
 use crate::cli::{BaselineKind, Scenario};
-use crate::harness::{Bench, closed_loop_result, note_errors, progress, secs};
-use crate::load::{self, Errors, Exchange, Latencies};
+use crate::harness::{Bench, Sides, closed_loop_result, note_errors, progress, secs};
+use crate::load::{self, Errors, Exchange, Latencies, LoopOutcome};
 use crate::process::ServerSpec;
 use crate::report::{Goal, Report, Row, Unit, figure, thousands};
 
@@ -46,19 +46,35 @@ impl Bench<'_> {
         vec![self.launcher.tokio(BaselineKind::Echo, &["--prefix=Echo=>"]), self.launcher.switchboard("echo", &[])]
     }
 
+    /// A closed-loop load (`load(address, slice)`) measured in rounds; `unit` names what
+    /// one operation is, for the progress line.
+    async fn closed_loop_rounds(
+        &self,
+        report: &mut Report,
+        scenario: Scenario,
+        specs: Vec<ServerSpec>,
+        unit: &'static str,
+        mut load: impl AsyncFnMut(std::net::SocketAddr, Duration) -> LoopOutcome,
+    ) -> Sides<LoopOutcome> {
+        self.measure_rounds(
+            report,
+            scenario,
+            specs,
+            async |server, slice| load(server.addr, slice).await,
+            |server, outcome, notes| closed_loop_result(server, unit, outcome, notes),
+        )
+        .await
+    }
+
     /// rtt: 8 connections × 32-byte request/response for the configured duration.
     pub async fn rtt(&self, report: &mut Report) -> Vec<Row> {
         let mut specs = self.echo_servers();
         specs.extend(self.launcher.seed_echo());
         let exchange = Exchange::new(PREFIX, MESSAGE);
         let sides = self
-            .measure_rounds(
-                report,
-                Scenario::Rtt,
-                specs,
-                async |server, slice| load::rtt(server.addr, RTT_CONNS, slice, exchange.clone()).await,
-                |server, outcome, notes| closed_loop_result(server, "msgs/s", outcome, notes),
-            )
+            .closed_loop_rounds(report, Scenario::Rtt, specs, "msgs/s", async |addr, slice| {
+                load::rtt(addr, RTT_CONNS, slice, exchange.clone()).await
+            })
             .await;
         let s = Scenario::Rtt;
         vec![
@@ -103,13 +119,9 @@ impl Bench<'_> {
         let specs = self.echo_servers();
         let exchange = Exchange::new(PREFIX, MESSAGE);
         let sides = self
-            .measure_rounds(
-                report,
-                Scenario::Connrate,
-                specs,
-                async |server, slice| load::connrate(server.addr, CONNRATE_WORKERS, slice, exchange.clone()).await,
-                |server, outcome, notes| closed_loop_result(server, "conns/s", outcome, notes),
-            )
+            .closed_loop_rounds(report, Scenario::Connrate, specs, "conns/s", async |addr, slice| {
+                load::connrate(addr, CONNRATE_WORKERS, slice, exchange.clone()).await
+            })
             .await;
         let s = Scenario::Connrate;
         vec![
