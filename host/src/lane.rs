@@ -3,13 +3,14 @@
 //! queue behind it.
 //!
 //! Every connection starts on the server's async threads (the "light lane"). The epoch
-//! callback [`promote`]s a guest whose poll used [`HELD`] of CPU time ([`at_tick`]); at
-//! its next yield,
-//! [`Lanes::run`] hands the connection's future over to the "heavy lane": a second tokio
-//! runtime whose threads are `SCHED_IDLE` (where the kernel allows it; `nice 19`
-//! otherwise). The kernel then runs a heavy guest only when no light thread wants the
-//! core, and a light thread that wakes up preempts it at once. The move is one way: a
-//! connection that once spun stays in the heavy lane until it ends.
+//! callback [`promote`]s a guest whose poll used [`HELD`] of CPU time without its
+//! connection moving a byte ([`at_tick`]); at its next yield, [`Lanes::run`] hands the
+//! connection's future over to the "heavy lane": a second tokio runtime whose threads
+//! are `SCHED_IDLE` (where the kernel allows it; `nice 19` otherwise). The kernel then
+//! runs a heavy guest only when no other thread wants the core, and a thread that wakes
+//! up preempts it at once. The move is one way: a connection that once spun stays in the
+//! heavy lane until it ends. (A spinning guest is still charged for its CPU budget while
+//! it waits for a core: see `runtime::yield_charged`.)
 //!
 //! A plugin whose connection just trapped or hit its CPU or memory limit is in
 //! [`Conduct`] quarantine: for [`QUARANTINE`] its new connections start in the heavy lane,
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::limits;
+use crate::cpu;
 
 tokio::task_local! {
     /// The promotion flag of the connection being polled.
@@ -70,7 +71,7 @@ pub const QUARANTINE: Duration = Duration::from_secs(10);
 /// When a plugin last misbehaved (trapped, or hit its CPU or memory limit).
 #[derive(Debug, Default)]
 pub struct Conduct {
-    /// [`limits::clock`] nanos of the last misbehaviour; 0: none.
+    /// [`cpu::clock`] nanos of the last misbehaviour; 0: none.
     last: AtomicU64,
 }
 
@@ -78,7 +79,7 @@ impl Conduct {
     /// Records a misbehaviour now; true if it starts a quarantine (for a log line).
     pub fn misbehaved(&self) -> bool {
         let was = self.quarantined();
-        self.last.store(limits::clock(), Ordering::Relaxed);
+        self.last.store(cpu::clock(), Ordering::Relaxed);
         !was
     }
 
@@ -86,7 +87,7 @@ impl Conduct {
     pub fn quarantined(&self) -> bool {
         match self.last.load(Ordering::Relaxed) {
             0 => false,
-            last => limits::clock().saturating_sub(last) < QUARANTINE.as_nanos() as u64,
+            last => cpu::clock().saturating_sub(last) < QUARANTINE.as_nanos() as u64,
         }
     }
 

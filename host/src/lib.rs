@@ -29,7 +29,8 @@
 //!     stream     wasi input/output streams backed by the connection halves
 //!     hub        rooms for cross-connection messages (the `hub` interface)
 //!     logpipe    plugin stdout/stderr → host log
-//!     limits     memory limiter, CPU meter, idle/duration watchdog
+//!     limits     memory limiter, idle/duration watchdog
+//!     cpu        CPU meter: the plugin's own code (budget), a poll's hold on its thread
 //!     closer     host-initiated graceful close of one connection
 //!     grants     what a plugin may touch: settings, a directory, stdio
 //!     state      what a Store holds
@@ -49,6 +50,7 @@ pub mod cli;
 pub mod closer;
 pub mod config;
 pub mod connect;
+pub mod cpu;
 pub mod datagram;
 pub mod grants;
 pub mod hub;

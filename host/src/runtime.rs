@@ -18,10 +18,11 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use crate::cache::ArtifactCache;
 use crate::closer::Closer;
+use crate::cpu::{self, CpuMeter};
 use crate::grants::{Grants, Stdio};
 use crate::hub::{Hub, HubLimits};
 use crate::lane::{self, Lanes};
-use crate::limits::{CpuMeter, LimitHit, Limits, MemoryLimiter};
+use crate::limits::{LimitHit, Limits, MemoryLimiter};
 use crate::logpipe::{Channel, LogOutput};
 use crate::metrics::LogLimiter;
 use crate::state::State;
@@ -278,10 +279,10 @@ impl Runtime {
 /// its budget in about that much wall time. Waiting for I/O is never charged.
 fn yield_charged(cpu: Arc<CpuMeter>, charge_wait: bool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
-        let started = crate::limits::coarse_clock();
+        let started = cpu::coarse_clock();
         tokio::task::yield_now().await;
         if charge_wait {
-            cpu.charge(Duration::from_nanos(crate::limits::coarse_clock().saturating_sub(started)));
+            cpu.charge(Duration::from_nanos(cpu::coarse_clock().saturating_sub(started)));
         }
     })
 }

@@ -6,8 +6,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::closer::Closer;
+use crate::cpu::CpuMeter;
 use crate::hub::Hub;
-use crate::limits::{Activity, CpuMeter, LimitHit, MemoryLimiter};
+use crate::limits::{Activity, LimitHit, MemoryLimiter};
 
 /// The data of one `Store`: one connection (or one `describe()` call).
 pub struct State {
