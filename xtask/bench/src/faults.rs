@@ -1,7 +1,8 @@
 //! faults: one switchboard serves echo beside five copies of the misbehave fixture
-//! (panic, alloc, recurse, busy, flood). Echo's rtt load runs twice in the same process:
-//! alone, then while misbehaving clients hammer the other listeners. There is no baseline
-//! server: the "baseline" column of these rows is the quiet phase.
+//! (panic, alloc, recurse, busy, flood). Echo's rtt load runs in two phases against the
+//! same process, taking turns in rounds: alone, then while misbehaving clients hammer the
+//! other listeners. There is no baseline server: the "baseline" column of these rows is
+//! the quiet phase.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use crate::harness::{Bench, Sides, progress, secs};
 use crate::load::{self, Errors, Exchange, Latencies, LoopOutcome, OP_TIMEOUT, bounded, connect};
 use crate::process::{Server, ServerSpec};
 use crate::report::{Goal, Report, Row, Unit, figure, thousands};
+use crate::rounds::{Merge, ROUNDS};
 use crate::scenarios::{MESSAGE, PREFIX, RTT_CONNS};
 
 /// The misbehaving plugins: (file stem, the fixture's MODE).
@@ -62,9 +64,9 @@ impl Bench<'_> {
         };
         if let Some(o) = o {
             report.note(format!(
-                "faults: the baseline column of its rows is switchboard itself, echo alone (\"quiet\", phase 1); the switchboard \
-                 column is the same process and the same load (8 conns × 32 B) while misbehaving clients ran against the other \
-                 listeners ({}); the ratio is loaded / quiet",
+                "faults: the baseline column of its rows is switchboard itself, echo alone (\"quiet\"); the switchboard column \
+                 is the same process and the same load (8 conns × 32 B) while misbehaving clients ran against the other \
+                 listeners ({}); the two phases took turns, {ROUNDS} rounds each; the ratio is loaded / quiet",
                 o.attacks
             ));
         }
@@ -131,46 +133,57 @@ struct FaultsOutcome {
     attacks: String,
 }
 
-/// The two faults phases against one server.
+/// The faults phases against one server, in [`ROUNDS`] rounds: echo alone for a slice of
+/// the duration, then the same load beside the misbehaving clients for another slice;
+/// the next round starts once every misbehaving connection has closed. Each phase's
+/// rounds are merged, so the machine's swings hit both phases alike.
 async fn faults_run(server: &Server, duration: Duration, notes: &mut Vec<String>) -> Result<FaultsOutcome> {
     let listener = |name: &str| server.listener(name).with_context(|| format!("no `listening {name} ...` line"));
     let echo = listener("echo")?;
     let exchange = Exchange::new(PREFIX, MESSAGE);
+    let slice = duration / ROUNDS;
+    let (mut quiet, mut loaded): (Option<LoopOutcome>, Option<LoopOutcome>) = (None, None);
+    let (mut quiet_rss, mut loaded_rss) = (0, 0);
+    let mut tallies: Vec<Attack> = Vec::new();
+    eprintln!("bench: [faults] {ROUNDS} rounds: echo alone for {slice:?}, then beside the misbehaving plugins for {slice:?}");
+    for _ in 0..ROUNDS {
+        let (outcome, rss) = tokio::join!(load::rtt(echo, RTT_CONNS, slice, exchange.clone()), peak_rss(server, slice));
+        merge_into(&mut quiet, outcome);
+        quiet_rss = quiet_rss.max(rss);
 
-    eprintln!("bench: [faults] phase 1: echo alone for {duration:?}");
-    let (quiet, quiet_rss) = tokio::join!(load::rtt(echo, RTT_CONNS, duration, exchange.clone()), peak_rss(server, duration));
-    phase_progress(server, "quiet", &quiet, notes);
-
-    eprintln!("bench: [faults] phase 2: echo beside the misbehaving plugins for {duration:?}");
-    let deadline = Instant::now() + duration;
-    let mut attackers = JoinSet::new();
-    for name in CRASHERS {
-        let addr = listener(name)?;
-        for _ in 0..CLIENTS_PER_CRASHER {
-            attackers.spawn(provoke_until(name, addr, deadline));
+        let deadline = Instant::now() + slice;
+        let mut attackers = JoinSet::new();
+        for name in CRASHERS {
+            let addr = listener(name)?;
+            for _ in 0..CLIENTS_PER_CRASHER {
+                attackers.spawn(provoke_until(name, addr, deadline));
+            }
+        }
+        let busy = listener("busy")?;
+        for _ in 0..BUSY_CLIENTS {
+            attackers.spawn(provoke_until("busy", busy, deadline));
+        }
+        let flood = listener("flood")?;
+        for _ in 0..FLOOD_CLIENTS {
+            attackers.spawn(hold_unread(flood, deadline));
+        }
+        let (outcome, rss) = tokio::join!(load::rtt(echo, RTT_CONNS, slice, exchange.clone()), peak_rss(server, slice));
+        merge_into(&mut loaded, outcome);
+        loaded_rss = loaded_rss.max(rss);
+        // The clients stop starting connections at the deadline; the last busy loop may
+        // run for its whole CPU budget after it, and the next quiet round waits for it.
+        while let Some(joined) = attackers.join_next().await {
+            let attack = joined.context("a misbehaving client failed")?;
+            match tallies.iter_mut().find(|t| t.name == attack.name) {
+                Some(t) => t.merge(attack),
+                None => tallies.push(attack),
+            }
         }
     }
-    let busy = listener("busy")?;
-    for _ in 0..BUSY_CLIENTS {
-        attackers.spawn(provoke_until("busy", busy, deadline));
-    }
-    let flood = listener("flood")?;
-    for _ in 0..FLOOD_CLIENTS {
-        attackers.spawn(hold_unread(flood, deadline));
-    }
-    let (loaded, loaded_rss) = tokio::join!(load::rtt(echo, RTT_CONNS, duration, exchange), peak_rss(server, duration));
+    let (quiet, loaded) = (quiet.context("no round ran")?, loaded.context("no round ran")?);
+    phase_progress(server, "quiet", &quiet, notes);
     phase_progress(server, "with misbehaving plugins", &loaded, notes);
 
-    // The clients stop starting connections at the deadline; the last busy loop may run
-    // for its whole CPU budget after it.
-    let mut tallies: Vec<Attack> = Vec::new();
-    while let Some(joined) = attackers.join_next().await {
-        let attack = joined.context("a misbehaving client failed")?;
-        match tallies.iter_mut().find(|t| t.name == attack.name) {
-            Some(t) => t.merge(attack),
-            None => tallies.push(attack),
-        }
-    }
     let mut busy_closed = Vec::new();
     let mut described = Vec::new();
     for t in &mut tallies {
@@ -202,6 +215,14 @@ async fn faults_run(server: &Server, duration: Duration, notes: &mut Vec<String>
         bail!("echo answered nothing in a phase: quiet {}; loaded {}", quiet.errors.describe(), loaded.errors.describe());
     }
     Ok(FaultsOutcome { quiet, loaded, quiet_rss, loaded_rss, busy_closed: Latencies::new(busy_closed), attacks: described.join("; ") })
+}
+
+/// Adds one round's outcome to a phase's total.
+fn merge_into(total: &mut Option<LoopOutcome>, round: LoopOutcome) {
+    match total {
+        Some(total) => total.merge(round),
+        None => *total = Some(round),
+    }
 }
 
 /// A progress line for one faults phase, its errors as a note.
