@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cpu::coarse_clock;
+
 /// Limits applied to every connection of one plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -111,19 +113,23 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 #[derive(Debug)]
 pub struct Activity {
     start: Instant,
-    last_ms: AtomicU64,
+    /// [`coarse_clock`] at the start: every read and write touches the clock, and the
+    /// idle timeout needs no finer steps than its 1–4 ms.
+    start_coarse: u64,
+    /// The last activity, coarse nanoseconds after the start.
+    last: AtomicU64,
     bytes: AtomicU64,
 }
 
 impl Activity {
     /// Activity starting now.
     pub fn new() -> Arc<Activity> {
-        Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0), bytes: AtomicU64::new(0) })
+        Arc::new(Activity { start: Instant::now(), start_coarse: coarse_clock(), last: AtomicU64::new(0), bytes: AtomicU64::new(0) })
     }
 
     /// Records activity now.
     pub fn touch(&self) {
-        self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last.store(coarse_clock().saturating_sub(self.start_coarse), Ordering::Relaxed);
     }
 
     /// Records `n` bytes moved (read or written) now.
@@ -139,7 +145,7 @@ impl Activity {
 
     /// The instant of the last traffic (or the start).
     pub fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+        self.start + Duration::from_nanos(self.last.load(Ordering::Relaxed))
     }
 
     /// When the connection started.

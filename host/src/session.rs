@@ -90,6 +90,8 @@ where
         tokio::pin!(watchdog);
         loop {
             tokio::select! {
+                // The call first: it is what wakes this task almost every time.
+                biased;
                 result = &mut call => break Some(result),
                 hit = &mut watchdog, if watchdog_hit.is_none() => {
                     watchdog_hit = Some(hit);
