@@ -1,9 +1,10 @@
 //! [`Runtime`]: the wasmtime engine, linker and shared state every plugin runs on.
 //!
 //! One engine with the pooling allocator (sized for [`RuntimeOptions::max_instances`]
-//! concurrent instances), epoch interruption driven by one ticker thread, and a semaphore
-//! in front of instantiation so a burst of connections waits for a slot instead of
-//! failing.
+//! concurrent instances), epoch interruption driven by one ticker thread, a semaphore in
+//! front of instantiation so a burst of connections waits for a slot instead of failing,
+//! and the [`Lanes`] connections run on. Each `Store` gets the limiter, the CPU meter's
+//! call hook and the epoch callback that enforces the budget and decides about lanes.
 
 use std::future::Future;
 use std::pin::Pin;
