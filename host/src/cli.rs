@@ -126,6 +126,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N/s", default_value = "100", value_parser = crate::udp::parse_replies_per_peer)]
     pub udp_replies_per_peer: u32,
 
+    /// UDP: the replies to one datagram may total at most N times its size (or 1,200
+    /// bytes if that is more); the rest are dropped. `off` for no cap. Guards against
+    /// amplification from spoofed sources.
+    #[arg(long, value_name = "N", default_value = "3", value_parser = crate::udp::parse_amplification)]
+    pub udp_amplification: crate::udp::Amplification,
+
     /// Compiled-artifact cache location.
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -217,7 +223,7 @@ impl ServeArgs {
             drain_timeout: self.drain_timeout,
             limits,
             admission,
-            udp: crate::udp::UdpOptions { replies_per_peer: self.udp_replies_per_peer },
+            udp: crate::udp::UdpOptions { replies_per_peer: self.udp_replies_per_peer, amplification: self.udp_amplification.0 },
             runtime,
         }
     }

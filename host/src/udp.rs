@@ -15,6 +15,10 @@
 //!   again are forgotten first, and while the table is full of active peers new peers
 //!   get no answer.
 //!
+//! After the plugin answered, its replies are sent in order while they fit the
+//! amplification cap ([`UdpOptions::amplification`]): together at most that many times
+//! the datagram's size, or 1,200 bytes if that is more; the rest are dropped and counted.
+//!
 //! At most [`MAX_IN_FLIGHT`] datagrams per listener are being handled at once; beyond
 //! that the loop stops reading and the kernel's socket buffer absorbs (or drops) the rest,
 //! so a flood cannot spawn unbounded work.
@@ -33,7 +37,7 @@ use crate::metrics::Counters;
 use crate::service::{Ctx, Service};
 use crate::session::Outcome;
 pub use crate::udp_guard::FORBIDDEN_SOURCE_PORTS;
-use crate::udp_guard::{Allowance, Dropped, Drops, OwnAddr, ReplyLimiter, reflection_from_here};
+use crate::udp_guard::{Allowance, Dropped, Drops, OwnAddr, ReplyLimiter, amplification_fit, reflection_from_here};
 
 /// Largest datagram received whole (larger ones are cut to this size by the kernel).
 pub const MAX_DATAGRAM: usize = 64 * 1024;
@@ -43,16 +47,37 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const MAX_PEERS: usize = 16_384;
 /// Default of `--udp-replies-per-peer`.
 pub const DEFAULT_REPLIES_PER_PEER: u32 = 100;
+/// Default of `--udp-amplification`.
+pub const DEFAULT_AMPLIFICATION: u32 = 3;
 /// Settings of every UDP listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpOptions {
     /// Datagrams handled plus replies sent per second to one peer (IP address, IPv6 /64).
     pub replies_per_peer: u32,
+    /// The replies to one datagram may total at most this many times its size (or
+    /// [`udp_guard::AMPLIFICATION_FLOOR`] bytes); `None`: no cap.
+    pub amplification: Option<u32>,
 }
 
 impl Default for UdpOptions {
     fn default() -> Self {
-        UdpOptions { replies_per_peer: DEFAULT_REPLIES_PER_PEER }
+        UdpOptions { replies_per_peer: DEFAULT_REPLIES_PER_PEER, amplification: Some(DEFAULT_AMPLIFICATION) }
+    }
+}
+
+/// `--udp-amplification`: a factor, or no cap (a type of its own so the command line
+/// parser does not take the `Option` for an optional flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Amplification(pub Option<u32>);
+
+/// Parses `--udp-amplification`: `N` (N ≥ 1) or `off`.
+pub fn parse_amplification(s: &str) -> Result<Amplification, String> {
+    match s {
+        "off" => Ok(Amplification(None)),
+        _ => match s.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(Amplification(Some(n))),
+            _ => Err(format!("{s:?}: expected how many times a datagram's size its replies may total, at least 1, or off")),
+        },
     }
 }
 
@@ -147,8 +172,14 @@ pub async fn run(listener: UdpListener, service: Arc<Service>, ctx: Ctx) {
             peer: peer.to_string(),
             local: local.clone(),
         };
-        let task =
-            Reply { socket: socket.clone(), service: service.clone(), limiter: limiter.clone(), drops: drops.clone(), ctx: ctx.clone() };
+        let task = Reply {
+            amplification: options.amplification,
+            socket: socket.clone(),
+            service: service.clone(),
+            limiter: limiter.clone(),
+            drops: drops.clone(),
+            ctx: ctx.clone(),
+        };
         let quarantined = service.conduct.quarantined();
         ctx.tracker.spawn(ctx.rt.lanes().run(
             async move {
@@ -166,6 +197,7 @@ pub async fn run(listener: UdpListener, service: Arc<Service>, ctx: Ctx) {
 
 /// What a datagram's task needs.
 struct Reply {
+    amplification: Option<u32>,
     socket: Arc<UdpSocket>,
     service: Arc<Service>,
     limiter: Arc<Mutex<ReplyLimiter>>,
@@ -177,6 +209,7 @@ impl Reply {
     async fn answer(self, info: ConnectionInfo, peer: SocketAddr, payload: Vec<u8>) {
         Counters::bump(&self.service.counters.served);
         let plugin = self.service.current();
+        let request = payload.len();
         let replies = match datagram::handle(&self.ctx.rt, &plugin, info.id, peer, payload).await {
             Ok(replies) => replies,
             Err(outcome) => {
@@ -196,7 +229,12 @@ impl Reply {
                 Allowance::TableFull => 1,
             }
         };
+        let fit = amplification_fit(request, replies.iter().map(Vec::len), self.amplification);
         for (i, reply) in replies.iter().enumerate() {
+            if i >= fit {
+                self.drops.note(&self.service, peer, Dropped::Amplification);
+                continue;
+            }
             if i >= allowed {
                 self.drops.note(&self.service, peer, Dropped::RateLimited);
                 continue;
@@ -212,6 +250,14 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_amplification_flag_takes_n_or_off() {
+        assert_eq!(parse_amplification("3"), Ok(Amplification(Some(3))));
+        assert_eq!(parse_amplification("off"), Ok(Amplification(None)));
+        assert!(parse_amplification("0").is_err());
+        assert!(parse_amplification("x").is_err());
+    }
 
     #[test]
     fn the_flag_takes_n_or_n_per_second() {

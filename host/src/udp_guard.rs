@@ -1,7 +1,8 @@
 //! The UDP guards: what keeps a UDP service from becoming a reflector or an amplifier
-//! (CVE-1999-0103): forbidden source ports, datagrams from this host's own listeners, and
-//! a per-peer allowance of datagrams handled and replies sent per second. Also how drops
-//! are counted and logged. Used by [`crate::udp`].
+//! (CVE-1999-0103): forbidden source ports, datagrams from this host's own listeners, a
+//! per-peer allowance of datagrams handled and replies sent per second, and a cap on the
+//! bytes sent back for one datagram ([`amplification_fit`]). Also how drops are counted
+//! and logged. Used by [`crate::udp`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -34,10 +35,12 @@ pub enum Dropped {
     PluginFailed,
     /// Sending a reply failed (too large, or the network refused it).
     SendFailed,
+    /// The replies would have exceeded the amplification cap.
+    Amplification,
 }
 
 impl Dropped {
-    const ALL: [Dropped; 7] = [
+    const ALL: [Dropped; 8] = [
         Dropped::ReflectorPort,
         Dropped::OwnAddress,
         Dropped::NotAllowed,
@@ -45,6 +48,7 @@ impl Dropped {
         Dropped::TooManyPeers,
         Dropped::PluginFailed,
         Dropped::SendFailed,
+        Dropped::Amplification,
     ];
 
     /// A short reason for logs.
@@ -57,6 +61,7 @@ impl Dropped {
             Dropped::TooManyPeers => "too many peers to track",
             Dropped::PluginFailed => "the plugin failed",
             Dropped::SendFailed => "reply could not be sent",
+            Dropped::Amplification => "replies larger than the amplification cap allows",
         }
     }
 
@@ -69,6 +74,7 @@ impl Dropped {
             Dropped::TooManyPeers => "too_many_peers",
             Dropped::PluginFailed => "plugin_failed",
             Dropped::SendFailed => "send_failed",
+            Dropped::Amplification => "amplification",
         }
     }
 }
@@ -182,6 +188,26 @@ pub(crate) struct Bucket {
     last: Instant,
 }
 
+/// Bytes any datagram may be answered with, however small it was: a short answer to a
+/// tiny request (a greeting, an error) is not an amplification worth stopping.
+pub const AMPLIFICATION_FLOOR: usize = 1200;
+
+/// How many of `replies` (their sizes, in order) fit the amplification cap for a request
+/// of `request` bytes: together at most `factor` × `request` bytes, or
+/// [`AMPLIFICATION_FLOOR`] if that is more. `None`: no cap.
+pub fn amplification_fit(request: usize, replies: impl IntoIterator<Item = usize>, factor: Option<u32>) -> usize {
+    let Some(factor) = factor else { return usize::MAX };
+    let budget = request.saturating_mul(factor as usize).max(AMPLIFICATION_FLOOR);
+    let mut sent = 0usize;
+    replies
+        .into_iter()
+        .take_while(|&size| {
+            sent = sent.saturating_add(size);
+            sent <= budget
+        })
+        .count()
+}
+
 /// Per-peer reply allowance: a token bucket of `rate` tokens, refilled at `rate` per
 /// second, for each of at most `max_peers` peers.
 pub struct ReplyLimiter {
@@ -278,6 +304,19 @@ mod tests {
         assert_eq!(limiter.take(a, 1, t0 + Duration::from_millis(150)), Allowance::Granted(1), "refills at the rate");
         assert_eq!(limiter.take(a, 5, t0 + Duration::from_millis(160)), Allowance::Granted(0));
         assert_eq!(limiter.take(a, 50, t0 + Duration::from_secs(5)), Allowance::Granted(10), "never more than one second's worth");
+    }
+
+    #[test]
+    fn replies_fit_the_amplification_cap_in_order() {
+        // Echo: the reply is the request and a 6-byte prefix.
+        assert_eq!(amplification_fit(1000, [1006], Some(3)), 1);
+        assert_eq!(amplification_fit(0, [6], Some(3)), 1, "a tiny answer to an empty datagram");
+        // One byte in, 64 KiB out: refused.
+        assert_eq!(amplification_fit(1, [65_507], Some(3)), 0);
+        // Several replies: the ones that fit, in order, up to 3 × 1000 bytes.
+        assert_eq!(amplification_fit(1000, [1000, 1000, 1000, 1000], Some(3)), 3);
+        assert_eq!(amplification_fit(10, [AMPLIFICATION_FLOOR, 1], Some(3)), 1, "the floor is the budget here");
+        assert_eq!(amplification_fit(1, [65_507, 65_507], None), usize::MAX, "no cap");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! UDP: the echo plugin's datagram handler against the seed's datagram client, the
-//! reflection guards and the per-peer reply rate.
+//! reflection guards, the per-peer reply rate and the amplification cap.
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -178,6 +178,27 @@ fn replies_per_peer_are_capped() {
     server.wait_for_log("peer over its reply rate");
     // Another peer is not affected.
     assert_eq!(ask(&client_on(private_loopback(3), 0), addr, b"other"), b"Echo=>other");
+}
+
+#[test]
+fn replies_larger_than_the_amplification_cap_are_not_sent() {
+    // A 2,000-byte prefix: a 1-byte datagram would be answered with 2,001 bytes.
+    let prefix = "A".repeat(2000);
+    let set = format!("echo.PREFIX={prefix}");
+    let server = Server::start(&["--plugin", &echo_spec("udp:127.0.0.1:0"), "--set", &set], 1);
+    let addr = server.addr(0);
+    let s = client();
+    s.send_to(b"x", addr).unwrap();
+    expect_silence(&s, "a 2,001-byte answer to 1 byte (default cap: 3x, at least 1,200 bytes)");
+    server.wait_for_log("replies larger than the amplification cap allows");
+    // 1,000 bytes in, 3,000 out: exactly the cap.
+    let big = vec![b'b'; 1000];
+    assert_eq!(ask(&s, addr, &big), [prefix.as_bytes(), &big].concat());
+    drop(server);
+
+    let server = Server::start(&["--plugin", &echo_spec("udp:127.0.0.1:0"), "--set", &set, "--udp-amplification", "off"], 1);
+    let s = client();
+    assert_eq!(ask(&s, server.addr(0), b"x"), [prefix.as_bytes(), b"x"].concat(), "off: no cap");
 }
 
 #[test]
