@@ -14,6 +14,7 @@
 //!   service    a served plugin: its current version (swapped atomically), its stop token,
 //!              its counters (metrics)
 //!   admission  who may connect and how many at once (limits, rates, CIDR rules)
+//!   backoff    doubling pauses after accept/receive errors and serial reopens
 //!   tcp        TCP listeners: accept, one task and one fresh instance per connection
 //!   udp        UDP listeners: one fresh instance per datagram, bounded in-flight
 //!     udp_guard  reflection guards (ports, own address), per-peer reply allowance
@@ -43,6 +44,7 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+pub mod backoff;
 pub mod bindings;
 pub mod cache;
 pub mod check;

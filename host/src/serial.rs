@@ -28,6 +28,7 @@ use serialport::{DataBits, FlowControl, Parity, StopBits, TTYPort};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::backoff::Backoff;
 use crate::bindings::{ConnectionInfo, Role, Transport};
 use crate::closer::Closer;
 use crate::metrics::Counters;
@@ -106,7 +107,7 @@ fn explain(e: io::Error) -> io::Error {
 pub async fn run(line: SerialLine, service: Arc<Service>, ctx: Ctx) {
     let (device, baud) = (line.device.clone(), line.baud);
     let mut line = Some(line);
-    let mut restart = MIN_BACKOFF;
+    let mut restart = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     loop {
         let Some(open_line) = line.take() else {
             match reopen(&device, baud, &service).await {
@@ -126,18 +127,18 @@ pub async fn run(line: SerialLine, service: Arc<Service>, ctx: Ctx) {
             Some(reason) => {
                 tracing::warn!(plugin = %service.name(), %device, "serial device gone ({reason}); reopening it when it is back");
                 drop(open_line);
-                restart = MIN_BACKOFF;
+                restart.reset();
             }
             None => {
                 line = Some(open_line);
                 if started.elapsed() < QUICK_RETURN {
-                    tracing::debug!(plugin = %service.name(), %device, "the plugin returned at once; next instance in {restart:?}");
-                    if !pause(&service, restart).await {
+                    let wait = restart.next_pause();
+                    tracing::debug!(plugin = %service.name(), %device, "the plugin returned at once; next instance in {wait:?}");
+                    if !pause(&service, wait).await {
                         return;
                     }
-                    restart = (restart * 2).min(MAX_BACKOFF);
                 } else {
-                    restart = MIN_BACKOFF;
+                    restart.reset();
                 }
             }
         }
@@ -201,10 +202,10 @@ impl Drop for CloseOnDrop {
 
 /// Waits for `device` to come back and opens it; `None` if the service stopped first.
 async fn reopen(device: &str, baud: u32, service: &Arc<Service>) -> Option<SerialLine> {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut attempts = 0u64;
     loop {
-        if !pause(service, backoff).await {
+        if !pause(service, backoff.next_pause()).await {
             return None;
         }
         attempts += 1;
@@ -215,7 +216,6 @@ async fn reopen(device: &str, baud: u32, service: &Arc<Service>) -> Option<Seria
             }
             Err(e) => tracing::debug!(plugin = %service.name(), %device, attempts, "serial device still missing: {e}"),
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

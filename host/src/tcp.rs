@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::backoff::Backoff;
 use crate::bindings::{ConnectionInfo, Role, Transport};
 use crate::closer::Closer;
 use crate::metrics::Counters;
@@ -30,7 +31,7 @@ pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
 /// Accepts until the service stops.
 pub async fn run(listener: TcpListener, service: Arc<Service>, ctx: Ctx) {
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
     loop {
         let accepted = tokio::select! {
             () = service.stopped() => return,
@@ -38,14 +39,14 @@ pub async fn run(listener: TcpListener, service: Arc<Service>, ctx: Ctx) {
         };
         let (socket, peer) = match accepted {
             Ok(conn) => {
-                backoff = Duration::from_millis(5);
+                backoff.reset();
                 conn
             }
             Err(e) => {
                 // EMFILE, ENFILE, ENOBUFS...: back off instead of spinning; never stop.
-                tracing::warn!(plugin = %service.name(), "accept failed: {e}; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                let pause = backoff.next_pause();
+                tracing::warn!(plugin = %service.name(), "accept failed: {e}; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
                 continue;
             }
         };

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
+use crate::backoff::Backoff;
 use crate::bindings::{ConnectionInfo, Role, Transport};
 use crate::datagram;
 use crate::metrics::Counters;
@@ -119,7 +120,7 @@ pub async fn run(listener: UdpListener, service: Arc<Service>, ctx: Ctx) {
     let drops = Arc::new(Drops::default());
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
     loop {
         // A slot first, then a datagram: when all slots are busy, datagrams wait in the
         // kernel's buffer instead of in host memory.
@@ -133,15 +134,15 @@ pub async fn run(listener: UdpListener, service: Arc<Service>, ctx: Ctx) {
         };
         let (n, peer) = match received {
             Ok(received) => {
-                backoff = Duration::from_millis(5);
+                backoff.reset();
                 received
             }
             Err(e) => {
                 // ICMP errors reported on the socket (ECONNREFUSED) and resource shortages:
                 // never stop serving; back off on repeats.
-                tracing::debug!(plugin = %service.name(), "udp receive failed: {e}; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(200));
+                let pause = backoff.next_pause();
+                tracing::debug!(plugin = %service.name(), "udp receive failed: {e}; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
                 continue;
             }
         };
