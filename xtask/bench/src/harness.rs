@@ -92,6 +92,15 @@ impl<M> Default for Sides<M> {
 }
 
 impl<M> Sides<M> {
+    /// Sets `side`'s figure.
+    pub fn set(&mut self, side: Side, value: Option<M>) {
+        match side {
+            Side::Tokio => self.tokio = value,
+            Side::Switchboard => self.switchboard = value,
+            Side::Seed => self.seed = value,
+        }
+    }
+
     /// A table row with `value` of each side.
     pub fn row(&self, scenario: Scenario, metric: impl Into<String>, unit: Unit, value: impl Fn(&M) -> Option<f64>) -> Row {
         let get = |m: &Option<M>| m.as_ref().and_then(&value);
@@ -125,7 +134,7 @@ impl Bench<'_> {
         for spec in specs {
             let (side, expects_trouble) = (spec.side, spec.expects_log_trouble);
             let tag = format!("{}/{}", scenario.name(), side.label());
-            let mut server = match self.launcher.start(scenario.name(), spec).await {
+            let server = match self.launcher.start(scenario.name(), spec).await {
                 Ok(server) => server,
                 Err(e) => {
                     report.note(format!("{tag}: could not start: {e:#}"));
@@ -135,22 +144,11 @@ impl Bench<'_> {
             let mut notes = Vec::new();
             let overflows = listen_overflows();
             let result = tokio::time::timeout(MEASURE_LIMIT, measure(&server, &mut notes)).await;
-            if let (Some(before), Some(after)) = (overflows, listen_overflows())
-                && after > before
-            {
-                notes.push(format!(
-                    "{} connection(s) dropped by a full accept queue (TcpExtListenOverflows, system-wide; each costs a 1 s SYN retry)",
-                    after - before
-                ));
-            }
-            if !server.alive() {
-                notes.push("the server process exited during the scenario".into());
-            }
-            let log = server.stop().await;
-            if log.troubled > 0 {
-                let expected = if expects_trouble { " (expected here)" } else { "" };
-                notes.push(format!("{} warning/error line(s) in the server log{expected}, e.g. {:?}", log.troubled, log.samples));
-            }
+            let dropped = match (overflows, listen_overflows()) {
+                (Some(before), Some(after)) => after.saturating_sub(before),
+                _ => 0,
+            };
+            stop_and_note(server, expects_trouble, dropped, &mut notes).await;
             let value = match result {
                 Ok(Ok(m)) => Some(m),
                 Ok(Err(e)) => {
@@ -165,13 +163,28 @@ impl Bench<'_> {
             for note in notes {
                 report.note(format!("{tag}: {note}"));
             }
-            match side {
-                Side::Tokio => sides.tokio = value,
-                Side::Switchboard => sides.switchboard = value,
-                Side::Seed => sides.seed = value,
-            }
+            sides.set(side, value);
         }
         sides
+    }
+}
+
+/// Stops a measured server and notes what every scenario reports about it: `dropped`
+/// connections lost to a full accept queue, the server having exited early, warning
+/// and error lines in its log (`expects_trouble`: they are the point of the scenario).
+pub async fn stop_and_note(mut server: Server, expects_trouble: bool, dropped: u64, notes: &mut Vec<String>) {
+    if dropped > 0 {
+        notes.push(format!(
+            "{dropped} connection(s) dropped by a full accept queue (TcpExtListenOverflows, system-wide; each costs a 1 s SYN retry)"
+        ));
+    }
+    if !server.alive() {
+        notes.push("the server process exited during the scenario".into());
+    }
+    let log = server.stop().await;
+    if log.troubled > 0 {
+        let expected = if expects_trouble { " (expected here)" } else { "" };
+        notes.push(format!("{} warning/error line(s) in the server log{expected}, e.g. {:?}", log.troubled, log.samples));
     }
 }
 

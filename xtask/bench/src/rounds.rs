@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::cli::Scenario;
-use crate::harness::{Bench, Sides};
-use crate::process::{Server, ServerSpec, Side, listen_overflows};
+use crate::harness::{Bench, Sides, stop_and_note};
+use crate::process::{Server, ServerSpec, listen_overflows};
 use crate::report::Report;
 
 /// How many times the load visits each server.
@@ -67,38 +67,23 @@ impl Bench<'_> {
             }
         }
         let mut sides = Sides::default();
-        for mut r in running {
+        for r in running {
             let side = r.server.side;
             let mut notes = Vec::new();
-            if r.overflows > 0 {
-                notes.push(format!(
-                    "{} connection(s) dropped by a full accept queue (TcpExtListenOverflows, system-wide; each costs a 1 s SYN retry)",
-                    r.overflows
-                ));
-            }
-            if !r.server.alive() {
-                notes.push("the server process exited during the scenario".into());
-            }
-            let value = r.total.take().and_then(|total| match finish(&r.server, total, &mut notes) {
-                Ok(m) => Some(m),
-                Err(e) => {
+            let result = r.total.map(|total| finish(&r.server, total, &mut notes));
+            stop_and_note(r.server, r.expects_trouble, r.overflows, &mut notes).await;
+            let value = match result {
+                Some(Ok(m)) => Some(m),
+                Some(Err(e)) => {
                     notes.push(format!("failed: {e:#}"));
                     None
                 }
-            });
-            let log = r.server.stop().await;
-            if log.troubled > 0 {
-                let expected = if r.expects_trouble { " (expected here)" } else { "" };
-                notes.push(format!("{} warning/error line(s) in the server log{expected}, e.g. {:?}", log.troubled, log.samples));
-            }
+                None => None,
+            };
             for note in notes {
                 report.note(format!("{}/{}: {note}", scenario.name(), side.label()));
             }
-            match side {
-                Side::Tokio => sides.tokio = value,
-                Side::Switchboard => sides.switchboard = value,
-                Side::Seed => sides.seed = value,
-            }
+            sides.set(side, value);
         }
         sides
     }
