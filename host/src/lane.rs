@@ -4,8 +4,8 @@
 //!
 //! Every connection starts on the server's async threads (the "light lane"). The epoch
 //! callback [`promote`]s a guest whose poll used [`HELD`] of CPU time without its
-//! connection moving a byte ([`at_tick`]); at its next yield, [`Lanes::run`] hands the
-//! connection's future over to the "heavy lane": a second tokio runtime whose threads
+//! connection moving a byte ([`at_tick`]); when the yield that follows ends,
+//! [`Lanes::run`] hands the connection's future over to the "heavy lane": a second tokio runtime whose threads
 //! are `SCHED_IDLE` (where the kernel allows it; `nice 19` otherwise). The kernel then
 //! runs a heavy guest only when no other thread wants the core, and a thread that wakes
 //! up preempts it at once. The move is one way: a connection that once spun stays in the
@@ -172,17 +172,14 @@ impl<F: Future<Output = ()> + Send + 'static> Future for Laned<F> {
             };
         }
         let Some(connection) = this.connection.as_mut() else { return Poll::Ready(()) };
-        // Quarantined: straight to the heavy lane, before the first poll.
+        // Quarantined, or promoted during the last poll (which ended in a yield, so this
+        // poll comes at once): go on in the heavy lane.
         if this.heavy.is_some() && this.flag.load(Ordering::Relaxed) {
             return this.move_to_heavy(cx);
         }
         if FLAG.sync_scope(this.flag.clone(), || connection.as_mut().poll(cx)).is_ready() {
             this.connection = None;
             return Poll::Ready(());
-        }
-        if this.heavy.is_some() && this.flag.load(Ordering::Relaxed) {
-            tracing::debug!("the plugin kept its thread busy: moved to the heavy lane");
-            return this.move_to_heavy(cx);
         }
         Poll::Pending
     }
@@ -192,6 +189,7 @@ impl<F: Future<Output = ()> + Send + 'static> Laned<F> {
     /// Hands the connection to the heavy lane and waits for it there.
     fn move_to_heavy(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let (Some(heavy), Some(connection)) = (self.heavy.as_ref(), self.connection.take()) else { return Poll::Ready(()) };
+        tracing::debug!("moved to the heavy lane");
         // The flag stays set: on the heavy lane there is nowhere further to go.
         self.moved = Some(heavy.spawn(FLAG.scope(self.flag.clone(), connection)));
         Pin::new(self).poll(cx)
