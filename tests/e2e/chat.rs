@@ -147,7 +147,7 @@ fn two_hundred_clients_each_line_reaches_all_others() {
         .map(|(i, mut c)| {
             thread::spawn(move || {
                 c.send(&format!("hello from {i}\n"));
-                let mut seen = vec![false; N];
+                let mut seen = [false; N];
                 for _ in 0..N - 1 {
                     let line = c.line();
                     let from: usize = line.rsplit(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{line:?}"));
