@@ -17,7 +17,7 @@ use crate::harness::{Bench, Sides, progress, secs};
 use crate::load::{self, Errors, Exchange, Latencies, LoopOutcome, OP_TIMEOUT, bounded, connect};
 use crate::process::{Server, ServerSpec};
 use crate::report::{Goal, Report, Row, Unit, figure, thousands};
-use crate::rounds::{Merge, ROUNDS};
+use crate::rounds::{ROUNDS, merge_into};
 use crate::scenarios::{MESSAGE, PREFIX, RTT_CONNS};
 
 /// The misbehaving plugins: (file stem, the fixture's MODE).
@@ -215,14 +215,6 @@ async fn faults_run(server: &Server, duration: Duration, notes: &mut Vec<String>
         bail!("echo answered nothing in a phase: quiet {}; loaded {}", quiet.errors.describe(), loaded.errors.describe());
     }
     Ok(FaultsOutcome { quiet, loaded, quiet_rss, loaded_rss, busy_closed: Latencies::new(busy_closed), attacks: described.join("; ") })
-}
-
-/// Adds one round's outcome to a phase's total.
-fn merge_into(total: &mut Option<LoopOutcome>, round: LoopOutcome) {
-    match total {
-        Some(total) => total.merge(round),
-        None => *total = Some(round),
-    }
 }
 
 /// A progress line for one faults phase, its errors as a note.

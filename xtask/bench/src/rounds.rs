@@ -22,6 +22,14 @@ pub trait Merge {
     fn merge(&mut self, other: Self);
 }
 
+/// Adds one round's measurement to the total so far (none before the first round).
+pub fn merge_into<M: Merge>(total: &mut Option<M>, round: M) {
+    match total {
+        Some(total) => total.merge(round),
+        None => *total = Some(round),
+    }
+}
+
 /// One started server and what its rounds measured so far.
 struct Running<M> {
     server: Server,
@@ -60,10 +68,7 @@ impl Bench<'_> {
                 if let (Some(before), Some(after)) = (before, listen_overflows()) {
                     r.overflows += after.saturating_sub(before);
                 }
-                match &mut r.total {
-                    Some(total) => total.merge(measured),
-                    None => r.total = Some(measured),
-                }
+                merge_into(&mut r.total, measured);
             }
         }
         let mut sides = Sides::default();
