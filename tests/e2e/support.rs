@@ -21,10 +21,22 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_switchboard"))
 }
 
+/// A directory `cargo xtask test` names in `var`. Under a plain `cargo test` it is not
+/// set: then the whole run stops at once with one line saying what to run, instead of
+/// every test panicking on its own.
 fn dir_from_env(var: &str) -> PathBuf {
-    let dir = std::env::var_os(var)
-        .unwrap_or_else(|| panic!("{var} is not set: run the suite with `cargo xtask test`, which builds the plugins first"));
-    PathBuf::from(dir)
+    static STOP: std::sync::Once = std::sync::Once::new();
+    match std::env::var_os(var) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            // The first test to get here exits the process; the others wait on the Once.
+            STOP.call_once(|| {
+                eprintln!("\ne2e: {var} is not set: run `cargo xtask test`, which builds the plugins these tests serve");
+                std::process::exit(2);
+            });
+            unreachable!("the process exited")
+        }
+    }
 }
 
 /// A file of this repository by its path from the root, e.g. `repo_file("Cargo.toml")`.

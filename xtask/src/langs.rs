@@ -1,9 +1,10 @@
 //! Plugins written in Python (componentize-py) and JavaScript (componentize-js).
 //!
 //! Each toolchain is pinned and installed under the target directory, never globally:
-//! - Python: `plugins/python/requirements.txt` into a virtualenv at `<target>/langs/venv`;
+//! - Python: `plugins/python/requirements.txt` (exact versions with their wheels' hashes)
+//!   into a virtualenv at `<target>/langs/venv`;
 //! - JavaScript: `plugins/js/package.json` + `package-lock.json`, installed by npm in
-//!   `<target>/langs/js`.
+//!   `<target>/langs/js` and checked against the lock ([`crate::npm_lock`]).
 //!
 //! An install is redone only when its pin file changes, and a plugin is rebuilt only when
 //! a file it is built from is newer than its `.wasm` (a Python build takes ~15 s).
@@ -16,7 +17,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-use crate::run;
+use crate::{npm_lock, run};
 
 /// Whether the language toolchains must be there.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -136,7 +137,11 @@ fn python_toolchain(root: &Path, dir: &Path) -> Result<PathBuf> {
         let _ = std::fs::remove_dir_all(&venv);
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
             .context("creating the virtualenv (Debian: apt-get install python3-venv)")?;
-        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&pins))?;
+        // The pins carry hashes (pip then checks every download against them) and name
+        // wheels only: no source build, whose tools could differ from machine to machine.
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "--require-hashes", "--only-binary", ":all:", "-r"])
+            .arg(&pins))?;
         std::fs::copy(&pins, &installed)?;
     }
     Ok(venv.join("bin/componentize-py"))
@@ -145,25 +150,31 @@ fn python_toolchain(root: &Path, dir: &Path) -> Result<PathBuf> {
 /// The pinned componentize-js, installed from the committed lock; returns the path of its
 /// executable.
 ///
-/// `npm ci` refuses this lock: jco-node-fs names an optional platform package
-/// (linux-arm64-musl 0.3.2) that was never published, so no lock can list it. `npm install`
-/// installs exactly what the lock says; if it had to change the lock, the lock is stale.
+/// `npm install` in a copy of `plugins/js`, then [`npm_lock`] checks that everything it
+/// installed is exactly what the committed lock pins (see that module for why neither
+/// `npm ci` nor comparing the lock's bytes afterwards works). A verified install is
+/// stamped with the lock it was checked against and redone only when the lock changes.
 /// (package.json also names preview2-shim: componentize-js 0.23.0 imports it without
 /// declaring it.)
 fn js_toolchain(root: &Path, dir: &Path) -> Result<PathBuf> {
     let js = dir.join("js");
-    let lock = root.join("plugins/js/package-lock.json");
-    let installed = js.join("package-lock.json");
-    if !same_contents(&lock, &installed) || !js.join("node_modules").is_dir() {
+    let lock_path = root.join("plugins/js/package-lock.json");
+    let manifest_path = root.join("plugins/js/package.json");
+    let stamp = js.join("switchboard-verified-lock.json");
+    let read_json = |path: &Path| -> Result<serde_json::Value> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    };
+    let (manifest, lock) = (read_json(&manifest_path)?, read_json(&lock_path)?);
+    npm_lock::check_lock_matches_manifest(&manifest, &lock)?;
+    if !same_contents(&lock_path, &stamp) || !js.join("node_modules").is_dir() {
+        let _ = std::fs::remove_file(&stamp);
         std::fs::create_dir_all(&js)?;
-        std::fs::copy(root.join("plugins/js/package.json"), js.join("package.json"))?;
-        std::fs::copy(&lock, &installed)?;
+        std::fs::copy(&manifest_path, js.join("package.json"))?;
+        std::fs::copy(&lock_path, js.join("package-lock.json"))?;
         run(Command::new("npm").current_dir(&js).args(["install", "--no-audit", "--no-fund"]))?;
-        if !same_contents(&lock, &installed) {
-            bail!(
-                "plugins/js/package-lock.json does not match plugins/js/package.json: run `npm install` in plugins/js and commit the lock"
-            );
-        }
+        npm_lock::check_installed_against_lock(&lock, &read_json(&js.join("node_modules/.package-lock.json"))?)?;
+        std::fs::copy(&lock_path, &stamp)?;
     }
     Ok(js.join("node_modules/.bin/componentize-js"))
 }
@@ -251,7 +262,14 @@ mod tests {
     fn toolchains_are_pinned_exactly() {
         let root = crate::workspace_root();
         let py = std::fs::read_to_string(root.join("plugins/python/requirements.txt")).unwrap();
-        assert!(py.lines().any(|l| l.trim() == "componentize-py==0.25.1"), "{py}");
+        assert!(py.lines().any(|l| l.trim() == "componentize-py==0.25.1 \\"), "{py}");
+        // Hash-checking mode: every requirement pinned with == and at least one hash.
+        let requirements: Vec<String> =
+            py.replace("\\\n", " ").lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+        assert!(!requirements.is_empty());
+        for line in &requirements {
+            assert!(line.contains("==") && line.contains("--hash=sha256:"), "not pinned with a hash: {line}");
+        }
         let js = std::fs::read_to_string(root.join("plugins/js/package.json")).unwrap();
         assert!(js.contains(r#""@bytecodealliance/componentize-js": "0.23.0""#), "{js}");
     }

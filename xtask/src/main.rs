@@ -12,30 +12,71 @@
 //! The target directory comes from `cargo metadata`, so `CARGO_TARGET_DIR` is honoured.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
 mod langs;
+mod npm_lock;
 
 /// Plugins built into `plugins/` (the folder users drop .wasm files into).
 const SHIPPED: &[&str] = &["echo", "chat", "getfile"];
 /// Test fixtures: built like plugins, never shipped into `plugins/`.
 const FIXTURES: &[&str] = &["misbehave", "hello-cli"];
+/// The folder `cargo xtask demo` grants getfile (relative to the workspace root).
+const DEMO_FILES: &str = "xtask/demo/getfile";
 const WASM_TARGET: &str = "wasm32-wasip2";
 const PLUGIN_PROFILE: &str = "plugin";
 
-fn main() -> Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_default();
+/// `cargo xtask --help`.
+const USAGE: &str = "\
+usage: cargo xtask <build|demo|test|bench> [ARGS]
+  build  release host + plugins into plugins/ (Python/JavaScript twins when python3 and node are there)
+  demo   build, then serve every plugins/*.wasm on its default ports (getfile serves xtask/demo/getfile)
+  test   build, then run the whole test suite (what CI runs; needs python3 with venv, node >= 20, npm)
+  bench  build, then run the benchmarks (cargo xtask bench --help lists their options)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or_default();
+    let rest = args.get(1..).unwrap_or_default();
+    let wants_help = |args: &[String]| args.iter().any(|a| a == "--help" || a == "-h");
     let root = workspace_root();
-    match task.as_str() {
+    let result = match task {
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        // Every task but bench (whose options the bench itself lists) takes no arguments.
+        "build" | "demo" | "test" if wants_help(rest) => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        "build" | "demo" | "test" if !rest.is_empty() => {
+            eprintln!("xtask {task}: unexpected argument {:?}\n{USAGE}", rest[0]);
+            return ExitCode::from(2);
+        }
         "build" => build(&root, langs::Need::IfPresent).map(|_| ()),
         "demo" => demo(&root),
         "test" => test(&root),
-        "bench" => bench(&root, std::env::args().skip(2)),
-        _ => bail!(
-            "usage: cargo xtask <build|demo|test|bench>\n  build  release host + plugins into plugins/\n  demo   build, then serve every plugins/*.wasm on its default ports\n  test   build, then run the whole test suite\n  bench  build, then run the benchmarks (cargo xtask bench --help)"
-        ),
+        "bench" if wants_help(rest) => bench_help(&root),
+        "bench" => bench(&root, rest.iter().cloned()),
+        "" => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+        other => {
+            eprintln!("xtask: unknown task {other:?}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain once, without a backtrace: these are a user's errors to act on.
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -123,6 +164,10 @@ fn demo(root: &Path) -> Result<()> {
         }
         cmd.arg("--plugin").arg(spec);
     }
+    // getfile serves a small folder of its own, so its requests find something.
+    if plugins.iter().any(|p| p.file_stem().is_some_and(|s| s == "getfile")) {
+        cmd.arg("--dir").arg(format!("getfile={DEMO_FILES}"));
+    }
     eprintln!("xtask: serving {} plugin(s); Ctrl-C to stop", plugins.len());
     run(&mut cmd)
 }
@@ -133,6 +178,11 @@ fn bench(root: &Path, args: impl Iterator<Item = String>) -> Result<()> {
     cmd.args(["run", "--release", "--package", "switchboard-bench", "--", "--switchboard"]).arg(&built.host);
     cmd.arg("--plugins").arg(root.join("plugins")).arg("--fixtures").arg(&built.fixtures);
     run(cmd.args(args))
+}
+
+/// `cargo xtask bench --help`: the bench's own usage, without building the plugins first.
+fn bench_help(root: &Path) -> Result<()> {
+    run(cargo(root).args(["run", "--quiet", "--release", "--package", "switchboard-bench", "--", "--help"]))
 }
 
 fn test(root: &Path) -> Result<()> {
