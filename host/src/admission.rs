@@ -1,9 +1,11 @@
 //! Admission: who may open a connection, and how many at once. Like xinetd's
 //! `instances`/`per_source`/`cps` and `only_from`/`no_access`.
 //!
-//! Policy: connections are accepted and then checked at once; a refused one is closed
-//! immediately (the client sees the connection close rather than hang in the backlog)
-//! and counted. The checks never block the accept loop.
+//! One step on every transport's path: a TCP connection once accepted, a UDP datagram
+//! before an instance is made for it, a serial line before each instance takes it over.
+//! A refused TCP connection is closed at once (the client sees the close rather than hang
+//! in the backlog), a refused datagram gets no answer, a refused serial conversation waits
+//! and tries again; each is counted. The checks never block the accept loop.
 //!
 //! Address rules: an address that matches no rule is admitted, unless some `--allow` is
 //! given (then only allowed addresses are). Otherwise the most specific matching rule
@@ -11,94 +13,21 @@
 //! 127.0.0.1/32` refuses 127.0.0.2 but admits 127.0.0.1.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// An address block, e.g. `127.0.0.0/8` or `::1/128` (a bare address is a /32 or /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
+use parking_lot::Mutex;
 
-impl FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| format!("{s:?}: not an IP address or CIDR block (e.g. 10.0.0.0/8)"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("{s:?}: prefix length must be 0-{max}"))?,
-            None => max,
-        };
-        Ok(Cidr { addr, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl Cidr {
-    /// Whether `ip` is in this block (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => mask(u32::from(net).into(), u32::from(ip).into(), 32, self.prefix),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => mask(u128::from(net), u128::from(ip), 128, self.prefix),
-            _ => false,
-        }
-    }
-}
-
-fn mask(net: u128, ip: u128, bits: u8, prefix: u8) -> bool {
-    if prefix == 0 {
-        return true;
-    }
-    let shift = u32::from(bits - prefix);
-    (net >> shift) == (ip >> shift)
-}
+use crate::config::admission::{AdmissionConfig, Cidr};
 
 /// Size of the per-IP table at which idle entries are purged.
 const MAX_TRACKED_IPS: usize = 65_536;
 
-/// Admission settings.
-#[derive(Debug, Clone)]
-pub struct AdmissionConfig {
-    /// Most connections open at once, all plugins together.
-    pub max_connections: usize,
-    /// Most connections open at once from one IP address (0 = no limit).
-    pub max_per_ip: usize,
-    /// Most new connections per second from one IP address (0 = no limit).
-    pub rate_per_ip: u32,
-    /// Address blocks admitted.
-    pub allow: Vec<Cidr>,
-    /// Address blocks refused.
-    pub deny: Vec<Cidr>,
-}
-
-impl Default for AdmissionConfig {
-    fn default() -> Self {
-        AdmissionConfig { max_connections: 10_000, max_per_ip: 0, rate_per_ip: 0, allow: Vec::new(), deny: Vec::new() }
-    }
-}
-
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The address rules refuse it.
     Address,
     /// The global connection limit is reached.
@@ -113,7 +42,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// A short reason for logs.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Refusal::Address => "address not allowed",
             Refusal::Global => "max connections reached",
@@ -124,8 +53,17 @@ impl Refusal {
     }
 }
 
+/// Where a conversation comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A network peer (TCP connection, UDP datagram).
+    Ip(IpAddr),
+    /// A local device (a serial line): only the connection counts apply.
+    Device,
+}
+
 /// The shared admission state.
-pub struct Admission {
+pub(crate) struct Admission {
     config: AdmissionConfig,
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, PerIp>>,
@@ -140,7 +78,7 @@ struct PerIp {
 
 /// Counts one plugin's open connections against its own limit.
 #[derive(Default)]
-pub struct PluginGate {
+pub(crate) struct PluginGate {
     /// The plugin's own limit (0 = only the global one applies).
     max: AtomicUsize,
     open: AtomicUsize,
@@ -148,18 +86,18 @@ pub struct PluginGate {
 
 impl PluginGate {
     /// A gate admitting at most `max` connections (0 = unlimited).
-    pub fn new(max: usize) -> Arc<PluginGate> {
+    pub(crate) fn new(max: usize) -> Arc<PluginGate> {
         Arc::new(PluginGate { max: AtomicUsize::new(max), open: AtomicUsize::new(0) })
     }
 
     /// Changes the limit (a reloaded configuration); open connections stay.
-    pub fn set_max(&self, max: usize) {
+    pub(crate) fn set_max(&self, max: usize) {
         self.max.store(max, Ordering::Relaxed);
     }
 }
 
 /// Held for the life of an admitted connection; releases its slots when dropped.
-pub struct Ticket {
+pub(crate) struct Ticket {
     admission: Arc<Admission>,
     plugin: Arc<PluginGate>,
     /// The address, when it is counted in the per-IP table.
@@ -171,7 +109,7 @@ impl Drop for Ticket {
         self.admission.open.fetch_sub(1, Ordering::Relaxed);
         self.plugin.open.fetch_sub(1, Ordering::Relaxed);
         let Some(ip) = self.ip else { return };
-        let mut per_ip = self.admission.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut per_ip = self.admission.per_ip.lock();
         if let Some(entry) = per_ip.get_mut(&ip) {
             entry.open -= 1;
             let stale = entry.window_start.is_none_or(|w| w.elapsed() > Duration::from_secs(1));
@@ -184,18 +122,19 @@ impl Drop for Ticket {
 
 impl Admission {
     /// Admission with these settings.
-    pub fn new(config: AdmissionConfig) -> Arc<Admission> {
+    pub(crate) fn new(config: AdmissionConfig) -> Arc<Admission> {
         Arc::new(Admission { config, open: AtomicUsize::new(0), per_ip: Mutex::new(HashMap::new()) })
     }
 
     /// Connections open right now.
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
 
     /// Whether the address rules admit `ip`.
-    pub fn address_allowed(&self, ip: IpAddr) -> bool {
-        let best = |rules: &[Cidr]| rules.iter().filter(|c| c.contains(ip)).map(|c| c.prefix).max();
+    pub(crate) fn address_allowed(&self, ip: IpAddr) -> bool {
+        let best = |rules: &[Cidr]| rules.iter().filter(|c| c.contains(ip)).map(Cidr::prefix_len).max();
         match (best(&self.config.allow), best(&self.config.deny)) {
             (None, None) => self.config.allow.is_empty(),
             (Some(_), None) => true,
@@ -204,16 +143,27 @@ impl Admission {
         }
     }
 
-    /// Admits a connection from `ip` to the plugin behind `gate`, or says why not.
-    pub fn admit(self: &Arc<Self>, gate: &Arc<PluginGate>, ip: IpAddr) -> Result<Ticket, Refusal> {
+    /// Admits a conversation from `from` to the plugin behind `gate`, or says why not.
+    pub(crate) fn admit(self: &Arc<Self>, gate: &Arc<PluginGate>, from: Source) -> Result<Ticket, Refusal> {
+        let Source::Ip(ip) = from else { return self.count_in(gate, None) };
+        let ip = ip.to_canonical();
         if !self.address_allowed(ip) {
             return Err(Refusal::Address);
         }
         // The per-IP table is kept only when a per-IP limit is set (not by default).
-        let mut per_ip = self.tracks_ips().then(|| self.per_ip.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut per_ip = self.tracks_ips().then(|| self.per_ip.lock());
         if let Some(table) = per_ip.as_deref_mut() {
             self.check_ip(table, ip)?;
         }
+        let ticket = self.count_in(gate, per_ip.is_some().then_some(ip))?;
+        if let Some(table) = per_ip.as_deref_mut() {
+            table.entry(ip).or_default().open += 1;
+        }
+        Ok(ticket)
+    }
+
+    /// Counts a conversation against the global and the plugin's limit.
+    fn count_in(self: &Arc<Self>, gate: &Arc<PluginGate>, ip: Option<IpAddr>) -> Result<Ticket, Refusal> {
         if self.open.fetch_add(1, Ordering::Relaxed) >= self.config.max_connections {
             self.open.fetch_sub(1, Ordering::Relaxed);
             return Err(Refusal::Global);
@@ -224,15 +174,12 @@ impl Admission {
             self.open.fetch_sub(1, Ordering::Relaxed);
             return Err(Refusal::Plugin);
         }
-        if let Some(table) = per_ip.as_deref_mut() {
-            table.entry(ip).or_default().open += 1;
-        }
-        Ok(Ticket { admission: self.clone(), plugin: gate.clone(), ip: per_ip.is_some().then_some(ip) })
+        Ok(Ticket { admission: self.clone(), plugin: gate.clone(), ip })
     }
 
     /// Whether any per-IP limit is set.
     fn tracks_ips(&self) -> bool {
-        self.config.rate_per_ip > 0 || self.config.max_per_ip > 0
+        self.config.rate_per_ip.is_some() || self.config.max_per_ip.is_some()
     }
 
     /// The per-IP checks: the connection rate (counting this attempt) and the open count.
@@ -243,7 +190,7 @@ impl Admission {
             table.retain(|_, e| e.open > 0 || e.window_start.is_some_and(|w| w.elapsed() < Duration::from_secs(1)));
         }
         let entry = table.entry(ip).or_default();
-        if self.config.rate_per_ip > 0 {
+        if let Some(rate) = self.config.rate_per_ip {
             let now = Instant::now();
             match entry.window_start {
                 Some(w) if now.duration_since(w) < Duration::from_secs(1) => {}
@@ -252,12 +199,12 @@ impl Admission {
                     entry.in_window = 0;
                 }
             }
-            if entry.in_window >= self.config.rate_per_ip {
+            if entry.in_window >= rate {
                 return Err(Refusal::Rate);
             }
             entry.in_window += 1;
         }
-        if self.config.max_per_ip > 0 && entry.open >= self.config.max_per_ip {
+        if self.config.max_per_ip.is_some_and(|max| entry.open >= max) {
             return Err(Refusal::PerIp);
         }
         Ok(())
@@ -272,19 +219,12 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn admission(config: AdmissionConfig) -> Arc<Admission> {
-        Admission::new(AdmissionConfig { max_connections: config.max_connections.max(1), ..config })
+    fn from(s: &str) -> Source {
+        Source::Ip(ip(s))
     }
 
-    #[test]
-    fn cidr_blocks() {
-        let c: Cidr = "127.0.0.0/8".parse().unwrap();
-        assert!(c.contains(ip("127.1.2.3")) && !c.contains(ip("128.0.0.1")));
-        assert!(c.contains(ip("::ffff:127.0.0.1")), "IPv4-mapped addresses match IPv4 blocks");
-        assert!("0.0.0.0/0".parse::<Cidr>().unwrap().contains(ip("8.8.8.8")));
-        assert!("::1".parse::<Cidr>().unwrap().contains(ip("::1")));
-        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert!("nonsense".parse::<Cidr>().unwrap_err().contains("not an IP address"));
+    fn admission(config: AdmissionConfig) -> Arc<Admission> {
+        Admission::new(AdmissionConfig { max_connections: config.max_connections.max(1), ..config })
     }
 
     #[test]
@@ -311,33 +251,43 @@ mod tests {
 
     #[test]
     fn counts_are_released_with_the_ticket() {
-        let a = admission(AdmissionConfig { max_connections: 2, max_per_ip: 1, ..Default::default() });
+        let a = admission(AdmissionConfig { max_connections: 2, max_per_ip: Some(1), ..Default::default() });
         let gate = PluginGate::new(0);
-        let t1 = a.admit(&gate, ip("10.0.0.1")).unwrap();
-        assert_eq!(a.admit(&gate, ip("10.0.0.1")).err(), Some(Refusal::PerIp));
-        let t2 = a.admit(&gate, ip("10.0.0.2")).unwrap();
-        assert_eq!(a.admit(&gate, ip("10.0.0.3")).err(), Some(Refusal::Global));
+        let t1 = a.admit(&gate, from("10.0.0.1")).unwrap();
+        assert_eq!(a.admit(&gate, from("10.0.0.1")).err(), Some(Refusal::PerIp));
+        let t2 = a.admit(&gate, from("10.0.0.2")).unwrap();
+        assert_eq!(a.admit(&gate, from("10.0.0.3")).err(), Some(Refusal::Global));
         drop(t1);
         assert_eq!(a.open(), 1);
-        let _t3 = a.admit(&gate, ip("10.0.0.1")).unwrap();
+        let _t3 = a.admit(&gate, from("10.0.0.1")).unwrap();
         drop(t2);
         assert_eq!(a.open(), 1);
 
         let roomy = admission(AdmissionConfig { max_connections: 10, ..Default::default() });
         let small = PluginGate::new(1);
-        let _t4 = roomy.admit(&small, ip("10.0.0.4")).unwrap();
-        assert_eq!(roomy.admit(&small, ip("10.0.0.5")).err(), Some(Refusal::Plugin));
+        let _t4 = roomy.admit(&small, from("10.0.0.4")).unwrap();
+        assert_eq!(roomy.admit(&small, from("10.0.0.5")).err(), Some(Refusal::Plugin));
         assert_eq!(roomy.open(), 1, "a refused connection holds no slot");
-        assert!(roomy.per_ip.lock().unwrap().is_empty(), "without per-IP limits no address is tracked");
+        assert!(roomy.per_ip.lock().is_empty(), "without per-IP limits no address is tracked");
     }
 
     #[test]
     fn rate_per_ip() {
-        let a = admission(AdmissionConfig { max_connections: 100, rate_per_ip: 3, ..Default::default() });
+        let a = admission(AdmissionConfig { max_connections: 100, rate_per_ip: Some(3), ..Default::default() });
         let gate = PluginGate::new(0);
-        let held: Vec<_> = (0..3).map(|_| a.admit(&gate, ip("10.0.0.1")).unwrap()).collect();
-        assert_eq!(a.admit(&gate, ip("10.0.0.1")).err(), Some(Refusal::Rate));
-        assert!(a.admit(&gate, ip("10.0.0.2")).is_ok());
+        let held: Vec<_> = (0..3).map(|_| a.admit(&gate, from("10.0.0.1")).unwrap()).collect();
+        assert_eq!(a.admit(&gate, from("10.0.0.1")).err(), Some(Refusal::Rate));
+        assert!(a.admit(&gate, from("10.0.0.2")).is_ok());
         drop(held);
+    }
+
+    #[test]
+    fn a_device_counts_against_the_connection_limits_only() {
+        let a = admission(AdmissionConfig { max_connections: 1, allow: vec!["10.0.0.0/8".parse().unwrap()], ..Default::default() });
+        let gate = PluginGate::new(0);
+        let line = a.admit(&gate, Source::Device).expect("address rules do not apply to a device");
+        assert_eq!(a.admit(&gate, Source::Device).err(), Some(Refusal::Global));
+        drop(line);
+        assert_eq!(a.open(), 0);
     }
 }

@@ -1,17 +1,15 @@
-//! The command line (clap): `serve` and `check`.
+//! The command line (clap) → the library's configuration. Part of the binary only: the
+//! value syntaxes and defaults are the library's (`config::units`, `config::defaults`),
+//! so `--help` shows the same defaults the library uses.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-
-use crate::admission::{AdmissionConfig, Cidr};
-use crate::cache::ArtifactCache;
-use crate::limits::Limits;
-use crate::listen;
-use crate::runtime::RuntimeOptions;
-use crate::serve::{PluginSpec, ServeConfig};
+use switchboard::config::units::{Amplification, AtLeastOne, Count, OptionalDuration, Rate, RepliesPerPeer, Size, ValueError};
+use switchboard::config::{
+    AdmissionConfig, CacheDir, Cidr, Duplicate, Limits, PluginSpec, ServeConfig, UdpOptions, collect_dirs, collect_env, collect_settings,
+    defaults, limits::check_memory_limit,
+};
 
 /// switchboard: every connection's byte stream handed to its own sandboxed WebAssembly
 /// component.
@@ -30,8 +28,9 @@ pub enum Command {
     ///
     /// Prints one line per bound listener to stdout: `listening NAME tcp://ADDR` (or
     /// `udp://ADDR`, `serial://DEVICE`).
-    /// Logs go to stderr (level from RUST_LOG, default info).
-    Serve(ServeArgs),
+    /// Logs go to stderr (level from RUST_LOG, default info). Every limit takes `off`
+    /// (or 0) for "no limit".
+    Serve(Box<ServeArgs>),
     /// Dial HOST:PORT and run a plugin on the connection (role `dialed`).
     ///
     /// The plugin gets the current directory read-write as `/`, this process's stdin and
@@ -52,7 +51,7 @@ pub struct ServeArgs {
     /// udp:HOST:PORT | serial:DEVICE[:BAUD] (HOST defaults to 127.0.0.1; port 0 picks a
     /// free port; serial lines are 8N1, 9600 baud by default). Without @LISTEN the
     /// plugin's describe().listen is used.
-    #[arg(long = "plugin", value_name = "SPEC", value_parser = parse_plugin_spec)]
+    #[arg(long = "plugin", value_name = "SPEC")]
     pub plugins: Vec<PluginSpec>,
 
     /// Serve every *.wasm in DIR (with an optional NAME.toml sidecar beside each) and
@@ -67,50 +66,50 @@ pub struct ServeArgs {
     pub config_file: Option<PathBuf>,
 
     /// NAME.KEY=VALUE: environment variable KEY=VALUE for every instance of plugin NAME;
-    /// repeatable.
+    /// repeatable, each NAME.KEY once.
     #[arg(long = "set", value_name = "NAME.KEY=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String, String)>,
 
     /// NAME=PATH: plugin NAME sees host directory PATH, read-only, as `/`; nothing else
-    /// of the filesystem. Repeatable (one directory per plugin).
+    /// of the filesystem. Repeatable, one directory per plugin.
     #[arg(long = "dir", value_name = "NAME=PATH", value_parser = parse_dir)]
     pub dirs: Vec<(String, PathBuf)>,
 
-    /// How long in-flight connections may continue after SIGINT/SIGTERM (e.g. 10s, 500ms).
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
-    pub drain_timeout: Duration,
+    /// How long open connections may continue after SIGINT/SIGTERM (e.g. 10s, 500ms);
+    /// `off`: until they end.
+    #[arg(long, value_name = "DUR", default_value_t = defaults::DRAIN_TIMEOUT)]
+    pub drain_timeout: OptionalDuration,
 
-    /// Largest linear memory of one instance (e.g. 64MiB); growth beyond it fails inside
-    /// the plugin and ends only that connection.
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
-    pub memory_limit: usize,
+    /// Largest linear memory of one instance (1MiB to 4GiB, e.g. 64MiB); growth beyond it
+    /// fails inside the plugin and ends only that connection.
+    #[arg(long, value_name = "SIZE", default_value_t = defaults::MEMORY_LIMIT, value_parser = parse_memory_limit)]
+    pub memory_limit: Size,
 
     /// Time a plugin's code may run on one connection (host calls and waiting for I/O
-    /// are free; waiting for a core after yielding is not); then it traps. `off` for no
-    /// budget.
-    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_optional_duration)]
+    /// are free; waiting for a core after yielding is not); then it traps.
+    #[arg(long, value_name = "DUR", default_value_t = defaults::CPU_BUDGET)]
     pub cpu_budget: OptionalDuration,
 
     /// Close a connection with no bytes in either direction for this long (slowloris).
-    /// `off` to keep idle connections forever.
-    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = parse_optional_duration)]
+    #[arg(long, value_name = "DUR", default_value_t = defaults::IDLE_TIMEOUT)]
     pub idle_timeout: OptionalDuration,
 
-    /// Close every connection after this long, busy or not [default: off].
-    #[arg(long, value_name = "DUR", default_value = "off", value_parser = parse_optional_duration)]
+    /// Close every connection after this long, busy or not.
+    #[arg(long, value_name = "DUR", default_value_t = defaults::MAX_DURATION)]
     pub max_duration: OptionalDuration,
 
-    /// Most connections open at once, all plugins together; more are closed at once.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
-    pub max_connections: usize,
+    /// Most connections open at once, all plugins together (at least 1: it sizes the
+    /// instance pool); more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_CONNECTIONS)]
+    pub max_connections: AtLeastOne,
 
-    /// Most connections open at once from one IP address [default: no limit].
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub max_per_ip: usize,
+    /// Most connections open at once from one IP address.
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_PER_IP)]
+    pub max_per_ip: Count,
 
-    /// Most new connections per second from one IP address, e.g. 50/s [default: no limit].
-    #[arg(long, value_name = "N/s", default_value = "0", value_parser = parse_rate)]
-    pub rate_per_ip: u32,
+    /// Most new connections per second from one IP address, e.g. 50/s.
+    #[arg(long, value_name = "N/s", default_value_t = defaults::RATE_PER_IP)]
+    pub rate_per_ip: Rate,
 
     /// Admit only addresses in this block (CIDR, e.g. 10.0.0.0/8); repeatable. The most
     /// specific --allow/--deny rule matching an address decides (deny wins a tie).
@@ -122,15 +121,15 @@ pub struct ServeArgs {
     pub deny: Vec<Cidr>,
 
     /// UDP: datagrams answered (and replies sent) per second to one peer (IP address,
-    /// IPv6 /64), e.g. 100/s; the rest get no answer. Guards against reflection floods.
-    #[arg(long, value_name = "N/s", default_value = "100", value_parser = crate::udp::parse_replies_per_peer)]
-    pub udp_replies_per_peer: u32,
+    /// IPv6 /64), at least 1; the rest get no answer. Guards against reflection floods.
+    #[arg(long, value_name = "N/s", default_value_t = defaults::UDP_REPLIES_PER_PEER)]
+    pub udp_replies_per_peer: RepliesPerPeer,
 
     /// UDP: the replies to one datagram may total at most N times its size (or 1,200
     /// bytes if that is more); the rest are dropped. `off` for no cap. Guards against
     /// amplification from spoofed sources.
-    #[arg(long, value_name = "N", default_value = "3", value_parser = crate::udp::parse_amplification)]
-    pub udp_amplification: crate::udp::Amplification,
+    #[arg(long, value_name = "N", default_value_t = defaults::UDP_AMPLIFICATION)]
+    pub udp_amplification: Amplification,
 
     /// Compiled-artifact cache location.
     #[command(flatten)]
@@ -152,11 +151,11 @@ pub struct CacheArgs {
 
 impl CacheArgs {
     /// The cache these flags select.
-    pub fn cache(&self) -> ArtifactCache {
+    pub fn cache(&self) -> CacheDir {
         match (&self.cache_dir, self.no_cache) {
-            (_, true) => ArtifactCache::disabled(),
-            (Some(dir), false) => ArtifactCache::at(dir),
-            (None, false) => ArtifactCache::default_dir().map_or_else(ArtifactCache::disabled, ArtifactCache::at),
+            (_, true) => CacheDir::Off,
+            (Some(dir), false) => CacheDir::At(dir.clone()),
+            (None, false) => CacheDir::Default,
         }
     }
 }
@@ -172,13 +171,20 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "PATH")]
     pub plugin: PathBuf,
 
-    /// KEY=VALUE: an environment variable of the plugin; repeatable.
+    /// KEY=VALUE: an environment variable of the plugin; repeatable, each KEY once.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub settings: Vec<(String, String)>,
 
     /// Compiled-artifact cache location.
     #[command(flatten)]
     pub cache: CacheArgs,
+}
+
+impl ConnectArgs {
+    /// The plugin's settings, each key once.
+    pub fn env(&self) -> Result<Vec<(String, String)>, Duplicate> {
+        collect_env(self.settings.clone())
+    }
 }
 
 /// `switchboard check`.
@@ -195,56 +201,40 @@ pub struct CheckArgs {
 
 impl ServeArgs {
     /// The configuration these arguments describe.
-    pub fn into_config(self) -> ServeConfig {
-        let mut settings: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        for (plugin, key, value) in self.settings {
-            settings.entry(plugin).or_default().push((key, value));
-        }
-        let runtime = RuntimeOptions { cache: self.cache.cache(), ..RuntimeOptions::default() };
-        let limits = Limits {
-            memory: self.memory_limit,
-            cpu_budget: self.cpu_budget.0,
-            idle_timeout: self.idle_timeout.0,
-            max_duration: self.max_duration.0,
-        };
-        let admission = AdmissionConfig {
-            max_connections: self.max_connections,
-            max_per_ip: self.max_per_ip,
-            rate_per_ip: self.rate_per_ip,
-            allow: self.allow,
-            deny: self.deny,
-        };
-        ServeConfig {
+    pub fn into_config(self) -> Result<ServeConfig, Duplicate> {
+        Ok(ServeConfig {
+            settings: collect_settings(self.settings)?,
+            dirs: collect_dirs(self.dirs)?,
             plugins: self.plugins,
-            settings,
-            dirs: self.dirs.into_iter().collect(),
             plugins_dir: self.plugins_dir,
             config_file: self.config_file,
-            drain_timeout: self.drain_timeout,
-            limits,
-            admission,
-            udp: crate::udp::UdpOptions { replies_per_peer: self.udp_replies_per_peer, amplification: self.udp_amplification.0 },
-            runtime,
-        }
+            drain_timeout: self.drain_timeout.0,
+            limits: Limits {
+                memory: self.memory_limit.0,
+                cpu_budget: self.cpu_budget.0,
+                idle_timeout: self.idle_timeout.0,
+                max_duration: self.max_duration.0,
+            },
+            admission: AdmissionConfig {
+                max_connections: self.max_connections.0,
+                max_per_ip: self.max_per_ip.0,
+                rate_per_ip: self.rate_per_ip.0,
+                allow: self.allow,
+                deny: self.deny,
+            },
+            udp: UdpOptions { replies_per_peer: self.udp_replies_per_peer.0, amplification: self.udp_amplification.0 },
+            cache: self.cache.cache(),
+        })
     }
 }
 
-/// Parses `PATH[@LISTEN[,LISTEN...]]`.
-pub fn parse_plugin_spec(spec: &str) -> Result<PluginSpec, String> {
-    if std::path::Path::new(spec).is_file() {
-        return Ok(PluginSpec { path: spec.into(), listen: None });
-    }
-    match spec.rsplit_once('@') {
-        Some((path, list)) => {
-            let listen = listen::parse_list(list).map_err(|e| e.to_string())?;
-            Ok(PluginSpec { path: path.into(), listen: Some(listen) })
-        }
-        None => Ok(PluginSpec { path: spec.into(), listen: None }),
-    }
+/// Parses a memory limit and checks its range.
+fn parse_memory_limit(s: &str) -> Result<Size, ValueError> {
+    s.parse::<Size>().and_then(check_memory_limit).map(Size)
 }
 
 /// Parses `NAME.KEY=VALUE` (VALUE may be empty).
-pub fn parse_setting(s: &str) -> Result<(String, String, String), String> {
+fn parse_setting(s: &str) -> Result<(String, String, String), String> {
     let (target, value) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME.KEY=VALUE (missing '=')"))?;
     let (name, key) =
         target.split_once('.').ok_or_else(|| format!("{s:?}: expected NAME.KEY=VALUE (missing '.' between plugin name and key)"))?;
@@ -255,7 +245,7 @@ pub fn parse_setting(s: &str) -> Result<(String, String, String), String> {
 }
 
 /// Parses `KEY=VALUE` (VALUE may be empty).
-pub fn parse_env(s: &str) -> Result<(String, String), String> {
+fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
         _ => Err(format!("{s:?}: expected KEY=VALUE")),
@@ -263,95 +253,39 @@ pub fn parse_env(s: &str) -> Result<(String, String), String> {
 }
 
 /// Parses `NAME=PATH`.
-pub fn parse_dir(s: &str) -> Result<(String, PathBuf), String> {
+fn parse_dir(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
         Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_string(), PathBuf::from(path))),
         _ => Err(format!("{s:?}: expected NAME=PATH (plugin name, then the directory to grant)")),
     }
 }
 
-/// A duration that may be `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OptionalDuration(pub Option<Duration>);
-
-/// Parses a duration, or `off`/`0` for none.
-pub fn parse_optional_duration(s: &str) -> Result<OptionalDuration, String> {
-    match s.trim() {
-        "off" | "none" | "0" => Ok(OptionalDuration(None)),
-        other => parse_duration(other).map(|d| OptionalDuration(Some(d))),
-    }
-}
-
-/// Parses a size: `65536`, `512KiB`, `64MiB`, `1GiB` (also KB/MB/GB, powers of 1000).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: usize = number.parse().map_err(|_| format!("{s:?}: expected a size like 64MiB"))?;
-    let factor: usize = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "K" => 1 << 10,
-        "MiB" | "M" => 1 << 20,
-        "GiB" | "G" => 1 << 30,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use B, KiB, MiB, GiB, KB, MB or GB)")),
-    };
-    n.checked_mul(factor).ok_or_else(|| format!("{s:?}: too large"))
-}
-
-/// Parses a rate `N/s` (or a bare `N`).
-pub fn parse_rate(s: &str) -> Result<u32, String> {
-    let n = s.trim().strip_suffix("/s").unwrap_or(s.trim());
-    n.parse().map_err(|_| format!("{s:?}: expected a rate like 50/s"))
-}
-
-/// Parses `500ms`, `10s`, `2m`, `1h` (a bare number means seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: f64 = number.parse().map_err(|_| format!("{s:?}: expected a duration like 500ms, 10s, 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
-    fn settings_and_durations() {
+    fn settings_parse() {
         assert_eq!(parse_setting("echo.PREFIX=").unwrap(), ("echo".into(), "PREFIX".into(), "".into()));
         assert_eq!(parse_setting("chat.GREETING=a=b").unwrap().2, "a=b");
         assert!(parse_setting("PREFIX=x").unwrap_err().contains("missing '.'"));
         assert!(parse_setting("echo.PREFIX").unwrap_err().contains("missing '='"));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("3 weeks").is_err());
-        assert_eq!(parse_optional_duration("off").unwrap(), OptionalDuration(None));
-        assert_eq!(parse_optional_duration("2s").unwrap(), OptionalDuration(Some(Duration::from_secs(2))));
-        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
-        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
-        assert_eq!(parse_size("1000").unwrap(), 1000);
-        assert!(parse_size("64 parsecs").is_err());
-        assert_eq!(parse_rate("50/s").unwrap(), 50);
+        assert!(parse_memory_limit("64").unwrap_err().to_string().contains("from 1MiB to 4GiB"));
     }
 
+    /// Every default is shown once, in the form the flag takes.
     #[test]
-    fn plugin_specs() {
-        let spec = parse_plugin_spec("plugins/echo.wasm@127.0.0.1:0,9000").unwrap();
-        assert_eq!(spec.path, PathBuf::from("plugins/echo.wasm"));
-        assert_eq!(spec.listen.unwrap().len(), 2);
-        assert!(parse_plugin_spec("plugins/echo.wasm").unwrap().listen.is_none());
-        assert!(parse_plugin_spec("x.wasm@nope:port").is_err());
+    fn help_shows_each_default_once() {
+        let mut serve = Cli::command().find_subcommand("serve").unwrap().clone();
+        let help = serve.render_long_help().to_string();
+        for flag in
+            ["--drain-timeout", "--memory-limit", "--cpu-budget", "--idle-timeout", "--max-duration", "--max-per-ip", "--rate-per-ip"]
+        {
+            let at = help.find(&format!("{flag} <")).unwrap_or_else(|| panic!("{flag} in:\n{help}"));
+            let next = help[at + 2..].find("\n      --").map_or(help.len(), |i| at + 2 + i);
+            assert_eq!(help[at..next].matches("[default:").count(), 1, "{flag}:\n{}", &help[at..next]);
+        }
+        assert!(help.contains("[default: 10s]") && help.contains("[default: 64MiB]") && help.contains("[default: 5m]"), "{help}");
     }
 }

@@ -3,74 +3,49 @@
 //!
 //! # Layout: the path of one connection
 //!
+//! The folders are the layers a connection passes through, top to bottom; a module
+//! imports only from layers below its own (`layering` checks it, in the tests):
+//!
 //! ```text
-//! cli        command line → ServeConfig
-//! serve      start the registry and the watcher, serve until shutdown, then drain
-//!   registry   served plugins by name, kept in step with their files: load, bind,
-//!              swap atomically, re-listen, remove; rejects bad changes
-//!   watch      notify events → debounced, stable-file reloads through the registry
-//!   config     sidecar NAME.toml and --config FILE (listen, settings, dir, limits)
-//!   listen     listener address syntax (PORT | HOST:PORT | tcp:… | udp:… | serial:…)
-//!   service    a served plugin: its current version (swapped atomically), its stop token,
-//!              its counters (metrics)
-//!   admission  who may connect and how many at once (limits, rates, CIDR rules)
-//!   backoff    doubling pauses after accept/receive errors and serial reopens
-//!   tcp        TCP listeners: accept, one task and one fresh instance per connection
-//!   udp        UDP listeners: one fresh instance per datagram, bounded in-flight
-//!     udp_guard  reflection guards (ports, own address), per-peer reply allowance
-//!     datagram   one datagram: fresh instance, handle-datagram, replies
-//!   serial     serial lines: open raw + exclusive, one conversation at a time, reopen
-//!              with backoff when the device goes away
-//!   plugin     file → validated component: compile off the async threads, link, match a
-//!              world, call describe()
-//!   runtime    engine (pooling allocator, epoch ticker), linker, instance semaphore
-//!   lane       connections whose plugin spins move to low-priority threads
-//!   session    one connection: Store + instance, streams handed over, outcome logged,
-//!              last bytes delivered, Store dropped
-//!     stream     wasi input/output streams backed by the connection halves
-//!     hub        rooms for cross-connection messages (the `hub` interface)
-//!     logpipe    plugin stdout/stderr → host log
-//!     limits     memory limiter, idle/duration watchdog
-//!     cpu        CPU meter: the plugin's own code (budget), a poll's hold on its thread
-//!     closer     host-initiated graceful close of one connection
-//!     grants     what a plugin may touch: settings, a directory, stdio
-//!     state      what a Store holds
-//!   cache      compiled components on disk, keyed by content and engine
-//! check      `switchboard check`
-//! connect    `switchboard connect`: dial out, run a plugin with role `dialed`
-//! bindings   wasmtime bindgen of wit/switchboard.wit
+//! app/        serve (start, serve, drain), connect (dial out, role dialed), check
+//! control/    registry (what is served; load, bind, swap, remove), sources, watch
+//! listener/   bind + `listening` line; tcp, udp (+ udp_guard), serial accept loops;
+//!             conversation: the one way every transport starts a conversation
+//! service     a served plugin: current version (swapped atomically), stop token,
+//!             quarantine, failure accounting
+//! admission   who may start a conversation, and how many at once (every transport)
+//! session/    one conversation: stream or datagram, watchdog, outcome classifier
+//! instance/   engine and pool (runtime), plugin load (+ cache), a Store with its
+//!             grants, limits, CPU meter and epoch callback (store, live), lanes
+//! guest/      what the guest touches: wasi streams, the hub (+ its bindings impl on a
+//!             view), stdout/stderr to the log, the bindings, closer, traffic clock
+//! config/     plain settings and value syntax (units, defaults, listen, files)
+//! util/       clocks, backoff, log-line allowance, error chains
 //! ```
+//!
+//! Dependencies point one way: app → control → listener → service → admission →
+//! session → instance → guest → config → util. The binary (`main.rs` + `cli.rs`) turns
+//! the command line into [`config`] values and calls [`app`]; nothing in the library
+//! knows about the command line.
 
 #![deny(missing_docs)]
 
-pub mod admission;
-pub mod backoff;
-pub mod bindings;
-pub mod cache;
-pub mod check;
-pub mod cli;
-pub mod closer;
+pub(crate) mod admission;
+pub mod app;
 pub mod config;
-pub mod connect;
-pub mod cpu;
-pub mod datagram;
-pub mod grants;
-pub mod hub;
-pub mod lane;
-pub mod limits;
-pub mod listen;
-pub mod logpipe;
-pub mod metrics;
-pub mod plugin;
-pub mod registry;
-pub mod runtime;
-pub mod serial;
-pub mod serve;
-pub mod service;
-pub mod session;
-pub mod state;
-pub mod stream;
-pub mod tcp;
-pub mod udp;
-pub mod udp_guard;
-pub mod watch;
+pub(crate) mod control;
+pub(crate) mod guest;
+pub(crate) mod instance;
+pub(crate) mod listener;
+pub(crate) mod service;
+pub(crate) mod session;
+pub mod util;
+
+// The errors (and what they carry) that `app`'s functions return.
+pub use control::ReloadError;
+pub use instance::{LimitHit, LoadError};
+pub use listener::ListenerError;
+pub use session::Outcome;
+
+#[cfg(test)]
+mod layering;

@@ -1,14 +1,15 @@
 //! The `switchboard` binary: parse the command line, set up logging and the async
-//! runtime, and hand over to the library.
+//! runtime, and hand over to the library. Errors are printed here, once, with their
+//! causes (`error: what failed: why: why that`).
+
+mod cli;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
-use switchboard::cli::{Cli, Command};
-use switchboard::runtime::{Runtime, RuntimeOptions};
-use switchboard::session::Outcome;
+use cli::{Cli, Command};
+use switchboard::util::error::Chain;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,23 +26,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", describe(&e));
+            eprintln!("error: {}", Chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes, each said once: the library's errors already include their
-/// cause in their message, so a cause is appended only if it is not there yet.
-fn describe(e: &anyhow::Error) -> String {
-    let mut text = e.to_string();
-    for cause in e.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text = format!("{text}: {cause}");
-        }
-    }
-    text
 }
 
 /// Raises the soft limit on open files to the hard limit: every connection is a socket,
@@ -59,46 +47,34 @@ fn raise_fd_limit() {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     raise_fd_limit();
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failed("starting the async runtime", e))?;
     tokio.block_on(async {
         match cli.command {
             Command::Serve(args) => {
-                let shutdown = shutdown_signal().context("installing signal handlers")?;
-                switchboard::serve::serve(args.into_config(), shutdown).await?;
+                let config = (*args).into_config()?;
+                let shutdown = shutdown_signal().map_err(|e| Failed("installing signal handlers", e))?;
+                switchboard::app::serve::serve(config, shutdown).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Connect(args) => {
-                let rt = small_runtime(args.cache.cache())?;
-                let outcome = switchboard::connect::connect(&rt, &args.addr, &args.plugin, args.settings).await?;
-                Ok(match outcome {
-                    Outcome::Ok => ExitCode::SUCCESS,
-                    Outcome::Err(msg) | Outcome::Trap(msg) | Outcome::Closed(msg) | Outcome::Failed(msg) => {
-                        eprintln!("error: {}: {msg}", args.plugin.display());
-                        ExitCode::FAILURE
-                    }
-                    Outcome::Limit(hit, msg) => {
-                        eprintln!("error: {}: {}: {msg}", args.plugin.display(), hit.name());
-                        ExitCode::FAILURE
-                    }
-                })
+                let env = args.env()?;
+                switchboard::app::connect::connect(&args.addr, &args.plugin, env, &args.cache.cache()).await?;
+                Ok(ExitCode::SUCCESS)
             }
             Command::Check(args) => {
-                let rt = small_runtime(args.cache.cache())?;
-                let ok = switchboard::check::check(&rt, &args.paths).await;
+                let ok = switchboard::app::check::check(&args.paths, &args.cache.cache()).await?;
                 Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }
         }
     })
 }
 
-/// The runtime of `connect` and `check`: a few instances, no heavy lane.
-fn small_runtime(cache: switchboard::cache::ArtifactCache) -> anyhow::Result<std::sync::Arc<Runtime>> {
-    Runtime::new(RuntimeOptions { max_instances: 16, cache, heavy_lane_threads: 0, ..Default::default() })
-        .map_err(anyhow::Error::from)
-        .context("starting the WebAssembly runtime")
-}
+/// The binary's own failures (before or around the library): what it was doing, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Failed(&'static str, #[source] std::io::Error);
 
 /// Installs the SIGINT/SIGTERM handlers now (so no signal can arrive before them and
 /// kill the process outright); the future resolves at the first signal, and a second

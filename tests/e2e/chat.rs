@@ -103,6 +103,29 @@ pub fn commands(plugin: &Path) {
     assert_eq!(a.line(), format!("Client left {}", b.addr));
 }
 
+/// A dual-stack (`[::]`) listener: an IPv4 client is shown by its IPv4 address, an IPv6
+/// client's bracketed address is not bracketed again.
+pub fn ipv4_and_ipv6_clients_show_their_own_addresses(plugin: &Path) {
+    let spec = format!("{}@[::]:0", plugin.display());
+    let server = Server::start(&["--plugin", &spec], 1);
+    let port = server.addr(0).port();
+    let v4: SocketAddr = ([127, 0, 0, 1], port).into();
+    let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, port).into();
+    let mut a = join(v4, &mut []);
+    assert!(a.addr.starts_with("127.0.0.1:"), "{}", a.addr);
+    let mut b = join(v6, std::slice::from_mut(&mut a));
+    assert!(b.addr.starts_with("[::1]:"), "{}", b.addr);
+    b.send("hi from v6\n");
+    assert_eq!(a.line(), format!("{} hi from v6", b.addr));
+    a.send("hi from v4\n");
+    assert_eq!(b.line(), format!("[{}] hi from v4", a.addr));
+}
+
+#[test]
+fn rust_chat_shows_ipv4_and_ipv6_addresses() {
+    ipv4_and_ipv6_clients_show_their_own_addresses(&plugin("chat"));
+}
+
 #[test]
 fn rust_chat_five_client_transcript() {
     five_client_transcript(&plugin("chat"));

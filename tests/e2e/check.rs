@@ -62,3 +62,31 @@ fn serve_refuses_bad_arguments_with_a_reason() {
     assert_refused(&["serve"], "no plugins to serve");
     assert_refused(&["serve", "--plugin", &spec, "--plugin", &spec], "two plugins are named \"echo\"");
 }
+
+/// What a new user tripped on: each refusal says what is wrong and what is allowed, and
+/// blames the setting, not the plugin.
+#[test]
+fn serve_and_connect_name_the_flag_that_is_wrong() {
+    let echo = plugin("echo");
+    let spec = format!("{}@127.0.0.1:0", echo.display());
+    let e = echo.display().to_string();
+    assert_refused(&["serve", "--plugin", &spec, "--max-connections", "0"], "at least 1");
+    assert_refused(&["serve", "--plugins", "nonexistent-dir"], "--plugins nonexistent-dir: no such directory");
+    for tiny_or_huge in ["64", "64k", "1TiB"] {
+        assert_refused(&["serve", "--plugin", &spec, "--memory-limit", tiny_or_huge], "a memory limit must be from 1MiB to 4GiB");
+    }
+    assert_refused(
+        &["serve", "--plugin", &spec, "--memory-limit", "1MiB"],
+        "needs more memory at start than the memory limit of 1MiB allows",
+    );
+    assert_refused(&["serve", "--plugin", &format!("{e}@tpc:7007")], "unknown transport \"tpc\" (did you mean tcp?");
+    assert_refused(&["serve", "--plugin", &format!("{e}@serial:/dev/ttyS0:abc")], "baud rate \"abc\" is not a number");
+    assert_refused(&["serve", "--plugin", &format!("{e}@serial:/dev/ttyS0:123")], "123 is not a baud rate");
+    // One rule for repeated flags: each key once.
+    assert_refused(&["serve", "--plugin", &spec, "--set", "echo.PREFIX=a", "--set", "echo.PREFIX=b"], "--set echo.PREFIX is given twice");
+    assert_refused(&["serve", "--plugin", &spec, "--dir", "echo=/tmp", "--dir", "echo=/"], "--dir echo is given twice");
+    assert_refused(&["connect", "127.0.0.1:9", "--plugin", &e, "--set", "FILE=a", "--set", "FILE=b"], "--set FILE is given twice");
+    // Every default once in --help.
+    let (_, help, _) = run(&["serve", "--help"]);
+    assert!(!help.contains("[default: no limit] [default: 0]") && help.matches("[default: off]").count() <= 3, "{help}");
+}

@@ -4,7 +4,7 @@
 //! Each check starts one server, and a server compiles its plugin when it starts (~10 s
 //! for these components unless the host's compile cache has them), so there are few.
 
-use crate::chat::{commands, five_client_transcript};
+use crate::chat::{commands, five_client_transcript, ipv4_and_ipv6_clients_show_their_own_addresses};
 use crate::echo::{pure_echo, seed_transcript};
 use crate::support::plugin;
 
@@ -21,6 +21,11 @@ fn python_echo_pure_echo_read_16_bytes_at_a_time() {
 #[test]
 fn python_chat_five_client_transcript() {
     five_client_transcript(&plugin("chat-py"));
+}
+
+#[test]
+fn python_chat_shows_ipv4_and_ipv6_addresses() {
+    ipv4_and_ipv6_clients_show_their_own_addresses(&plugin("chat-py"));
 }
 
 #[test]

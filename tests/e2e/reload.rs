@@ -100,6 +100,46 @@ fn swaps_are_atomic_and_open_connections_keep_their_version() {
     server.wait_for_log("swapped: new connections get the new version");
 }
 
+/// The registry never holds its lock across a compile: while one plugin's slow load is
+/// under way (a Python component compiling with an empty cache, ~10 s), another plugin's
+/// swap completes at once.
+#[test]
+fn a_slow_load_holds_up_no_other_plugins_swap() {
+    let dir = svc_folder("slow");
+    let cache = folder("slow-cache");
+    // chat comes from the cache, echo-py does not. (Two compiles at once share the
+    // compiler's thread pool, so a compiled chat would wait for echo-py's compile there;
+    // this test is about the registry, which must not make it wait.)
+    let (code, _, stderr) = run(&["check", "--cache-dir", cache.to_str().unwrap(), plugin("chat").to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let server = Server::start(&["--plugins", dir.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()], 1);
+    let addr = server.addr(0);
+    std::fs::write(dir.join("slow.toml"), "listen = [\"127.0.0.1:0\"]\n").unwrap();
+    place(&dir, "slow", &plugin("echo-py"));
+    // The watcher's debounce and the file's settling take ~70 ms; then slow compiles.
+    thread::sleep(Duration::from_millis(500));
+    place(&dir, "svc", &plugin("chat"));
+    let took = until_version(addr, Version::Chat);
+    assert!(!server.printed_listening(), "slow loaded before the swap was tried: the test proves nothing");
+    assert!(took < Duration::from_secs(3), "the swap waited {took:?} for another plugin's load");
+    let (name, _) = server.next_listening(START_PATIENCE);
+    assert_eq!(name, "slow");
+    eprintln!("svc swapped {took:?} after the rename while slow was compiling");
+}
+
+#[test]
+fn a_plugin_added_on_a_busy_port_is_rejected_and_not_served() {
+    let dir = folder("busy-port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = Server::start(&["--plugins", dir.to_str().unwrap()], 0);
+    std::fs::write(dir.join("late.toml"), format!("listen = [\"{}\"]\n", taken.local_addr().unwrap())).unwrap();
+    place(&dir, "late", &plugin("echo"));
+    server.wait_for_log("rejected");
+    let log = server.stderr();
+    assert!(log.contains("cannot listen on") && log.contains("it is not served"), "{log}");
+    assert!(!log.contains("the last good version keeps serving"), "there is no last good version:\n{log}");
+}
+
 #[test]
 fn bad_writes_are_rejected_copies_in_place_picked_up_deletes_close_and_new_files_start() {
     let dir = svc_folder("lifecycle");

@@ -153,6 +153,12 @@ impl Server {
         }
     }
 
+    /// Whether a new `listening` line has been printed since the last one read (the line
+    /// is consumed).
+    pub fn printed_listening(&self) -> bool {
+        self.stdout.lock().unwrap().try_recv().is_ok()
+    }
+
     /// The address of the `i`th listener.
     pub fn addr(&self, i: usize) -> SocketAddr {
         self.listeners[i].1

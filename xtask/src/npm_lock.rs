@@ -36,7 +36,9 @@ pub fn check_lock_matches_manifest(package_json: &Value, lock: &Value) -> Result
         let (want, have) = (&package_json[table], &root[table]);
         let empty = |v: &Value| v.is_null() || v.as_object().is_some_and(|o| o.is_empty());
         if want != have && !(empty(want) && empty(have)) {
-            bail!("plugins/js/package-lock.json was written for other {table} than plugins/js/package.json has ({want} in package.json, {have} in the lock): {FIX}");
+            bail!(
+                "plugins/js/package-lock.json was written for other {table} than plugins/js/package.json has ({want} in package.json, {have} in the lock): {FIX}"
+            );
         }
     }
     Ok(())

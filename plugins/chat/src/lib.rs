@@ -27,6 +27,13 @@ impl Plugin for Chat {
     }
 }
 
+/// The sender's tag before a relayed line: `[HOST:PORT] ` or `[NAME] `. An IPv6 peer's
+/// address is already bracketed (`[::1]:40150`), so it stands as it is instead of
+/// becoming `[[::1]:40150]`.
+fn tag(nick: &str) -> String {
+    if nick.starts_with('[') { format!("{nick} ") } else { format!("[{nick}] ") }
+}
+
 /// One client's side of the room.
 struct Client {
     addr: String,
@@ -43,7 +50,7 @@ impl Client {
         if !cut && line.starts_with(b"/") {
             return self.command(conn, room, &String::from_utf8_lossy(line));
         }
-        let mut msg = format!("[{}] ", self.nick).into_bytes();
+        let mut msg = tag(&self.nick).into_bytes();
         msg.extend_from_slice(line);
         if cut {
             msg.extend_from_slice(b" [cut]");

@@ -36,6 +36,12 @@ def max_line():
     return max(value if value <= USIZE_MAX else 4096, 1)
 
 
+def tag(nick):
+    """The sender's tag before a relayed line: ``[HOST:PORT] `` or ``[NAME] ``; an IPv6
+    peer's address is already bracketed (``[::1]:40150``) and stands as it is."""
+    return f"{nick} " if nick.startswith("[") else f"[{nick}] "
+
+
 def bad_nick(name):
     """Whether ``name`` is empty, over ``MAX_NICK`` bytes, or holds a space, a control
     character or a bracket."""
@@ -63,7 +69,7 @@ class Client:
         if not cut and line.startswith(b"/"):
             self.command(line.decode("utf-8", "replace"))
             return
-        self.room.publish(f"[{self.nick}] ".encode() + line + (b" [cut]" if cut else b"") + b"\r\n")
+        self.room.publish(tag(self.nick).encode() + line + (b" [cut]" if cut else b"") + b"\r\n")
 
     def command(self, line):
         cmd, _, arg = line.partition(" ")

@@ -1,0 +1,20 @@
+//! The subcommands: [`serve`](serve::serve), [`connect`](connect::connect) and
+//! [`check`](check::check). The binary's `cli` turns the command line into their
+//! arguments; nothing here knows about clap.
+
+pub mod check;
+pub mod connect;
+pub mod serve;
+
+use std::sync::Arc;
+
+use crate::config::CacheDir;
+use crate::instance::cache::ArtifactCache;
+use crate::instance::runtime::{Runtime, RuntimeOptions};
+
+/// The runtime of `connect` and `check`: a few instances, no heavy lane.
+fn small_runtime(cache: &CacheDir) -> anyhow::Result<Arc<Runtime>> {
+    let options =
+        RuntimeOptions { max_instances: 16, cache: ArtifactCache::from_config(cache), heavy_lane_threads: 0, ..Default::default() };
+    Runtime::new(options).map_err(anyhow::Error::from)
+}

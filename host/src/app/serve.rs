@@ -1,0 +1,199 @@
+//! `switchboard serve`: check the configuration, start the registry and the watcher,
+//! serve until shutdown, then drain.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admission::Admission;
+use crate::config::{ConfigError, PluginConfig, ServeConfig, name_of, not_a_directory};
+use crate::control::registry::Registry;
+use crate::control::sources::Sources;
+use crate::control::{ReloadError, watch};
+use crate::instance::LoadError;
+use crate::instance::cache::ArtifactCache;
+use crate::instance::runtime::{Runtime, RuntimeOptions};
+use crate::listener::Shared;
+use crate::session::stream::CLOSE_GRACE;
+use crate::util::error::Chain;
+
+/// Instance slots beyond the connection limit, for `describe()` calls.
+const INSTANCE_HEADROOM: usize = 64;
+
+/// Why `serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The runtime could not be built.
+    #[error("cannot start the WebAssembly runtime")]
+    Runtime(#[source] anyhow::Error),
+    /// No plugin was given.
+    #[error("no plugins to serve: give --plugin PATH, --plugins DIR or --config FILE")]
+    NoPlugins,
+    /// Two plugin files have the same name (file stem).
+    #[error("two plugins are named {0:?} (plugin names are file stems): rename one of the files")]
+    DuplicateName(String),
+    /// A configuration file is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The plugin folders cannot be watched.
+    #[error("cannot watch for plugin changes")]
+    Watch(#[source] notify::Error),
+    /// A `--set` or `--dir` names a plugin that is not being served.
+    #[error("{0}: there is no plugin named {1:?} (plugin names are file stems)")]
+    UnknownPlugin(&'static str, String),
+    /// A `--dir` path is not a directory.
+    #[error("--dir {plugin}={}: {reason}", path.display())]
+    BadDir {
+        /// Plugin name.
+        plugin: String,
+        /// The path given.
+        path: PathBuf,
+        /// Why it cannot be granted.
+        reason: &'static str,
+    },
+    /// The `--plugins` folder is not a directory.
+    #[error("--plugins {}: {reason}", path.display())]
+    PluginsDir {
+        /// The path given.
+        path: PathBuf,
+        /// Why it cannot be served.
+        reason: &'static str,
+    },
+    /// A `--plugin` file cannot be opened.
+    #[error("{}", path.display())]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: LoadError,
+    },
+    /// A plugin named on the command line did not start.
+    #[error(transparent)]
+    Plugin(#[from] ReloadError),
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and drains.
+///
+/// For every bound listener prints `listening NAME tcp://ADDR` to stdout.
+pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let sources = sources(&config)?;
+    // The pool holds every admitted connection's instance, plus room for describe() calls.
+    let runtime = RuntimeOptions {
+        max_instances: u32::try_from(config.admission.max_connections.saturating_add(INSTANCE_HEADROOM)).unwrap_or(u32::MAX),
+        memory_limit: config.limits.memory,
+        cache: ArtifactCache::from_config(&config.cache),
+        ..RuntimeOptions::default()
+    };
+    let rt = Runtime::new(runtime).map_err(|e| StartError::Runtime(e.into()))?;
+    let shared = Shared {
+        rt,
+        admission: Admission::new(config.admission.clone()),
+        close_all: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+    };
+    let stop = CancellationToken::new();
+    let registry = Registry::new(shared.clone(), stop.clone(), sources, config.limits, config.udp, overrides(&config))?;
+
+    // Watch before the first load, so a change made while loading is not missed.
+    let watching = watch::spawn(registry.clone(), stop.clone()).map_err(StartError::Watch)?;
+    // Plugins named on the command line must start; a bad one fails the start. Plugins
+    // from the folder or the config file are rejected with a log line instead, like later
+    // changes to them, and the server starts with the rest.
+    for name in registry.names() {
+        match registry.apply(&name).await {
+            Ok(_) => {}
+            Err(e) if registry.sources().named_on_command_line(&name) => return Err(e.into()),
+            Err(e) => tracing::error!(plugin = %name, "rejected: {}; it is not served", Chain(&e)),
+        }
+    }
+    if registry.services().is_empty() && registry.sources().dir.is_none() {
+        return Err(StartError::NoPlugins);
+    }
+
+    shutdown.await;
+    tracing::info!(drain_timeout = ?config.drain_timeout, "shutting down: no new connections; draining");
+    stop.cancel();
+    drop(watching);
+    drain(&shared, config.drain_timeout).await;
+    for service in registry.services() {
+        let s = service.counters.snapshot();
+        tracing::info!(
+            plugin = %service.name(), served = s.served, errors = s.errors, traps = s.traps,
+            limit_hits = s.limit_hits, refused = s.refused, "stopped"
+        );
+    }
+    Ok(())
+}
+
+/// Lets open conversations finish for `timeout` (`None`: as long as they take), then
+/// closes the rest and gives them [`CLOSE_GRACE`] to say goodbye.
+async fn drain(shared: &Shared, timeout: Option<Duration>) {
+    shared.tracker.close();
+    let Some(timeout) = timeout else { return shared.tracker.wait().await };
+    if tokio::time::timeout(timeout, shared.tracker.wait()).await.is_err() {
+        tracing::info!(open = shared.tracker.len(), "drain timeout: closing the remaining connections");
+        shared.close_all.cancel();
+        let _ = tokio::time::timeout(CLOSE_GRACE + Duration::from_secs(1), shared.tracker.wait()).await;
+    }
+}
+
+/// Checks the plugin sources and the per-plugin flags against each other.
+fn sources(config: &ServeConfig) -> Result<Sources, StartError> {
+    if config.plugins.is_empty() && config.plugins_dir.is_none() && config.config_file.is_none() {
+        return Err(StartError::NoPlugins);
+    }
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for spec in &config.plugins {
+        let name = name_of(&spec.path);
+        if files.iter().any(|(n, _)| *n == name) {
+            return Err(StartError::DuplicateName(name));
+        }
+        // Later a vanished file means "remove the plugin"; at the start it is an error.
+        std::fs::File::open(&spec.path).map_err(|e| StartError::Load { path: spec.path.clone(), source: LoadError::Read(e) })?;
+        files.push((name, spec.path.clone()));
+    }
+    if let Some(dir) = &config.plugins_dir
+        && let Some(reason) = not_a_directory(dir)
+    {
+        return Err(StartError::PluginsDir { path: dir.clone(), reason });
+    }
+    // With a plugins folder or a config file, a flag may name a plugin that is not
+    // there yet; otherwise it is a typo.
+    if config.plugins_dir.is_none() && config.config_file.is_none() {
+        let known = |k: &&String| files.iter().any(|(n, _)| n == *k);
+        if let Some(unknown) = config.settings.keys().find(|k| !known(k)) {
+            return Err(StartError::UnknownPlugin("--set", unknown.clone()));
+        }
+        if let Some(unknown) = config.dirs.keys().find(|k| !known(k)) {
+            return Err(StartError::UnknownPlugin("--dir", unknown.clone()));
+        }
+    }
+    for (plugin, path) in &config.dirs {
+        if let Some(reason) = not_a_directory(path) {
+            return Err(StartError::BadDir { plugin: plugin.clone(), path: path.clone(), reason });
+        }
+    }
+    Ok(Sources { files, dir: config.plugins_dir.clone(), config_file: config.config_file.clone() })
+}
+
+/// The command line's per-plugin settings, grants and listeners, as overrides.
+fn overrides(config: &ServeConfig) -> BTreeMap<String, PluginConfig> {
+    let mut out: BTreeMap<String, PluginConfig> = BTreeMap::new();
+    for (name, pairs) in &config.settings {
+        out.entry(name.clone()).or_default().settings.extend(pairs.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    for (name, dir) in &config.dirs {
+        out.entry(name.clone()).or_default().dir = Some(dir.clone());
+    }
+    for spec in &config.plugins {
+        if let Some(listen) = &spec.listen {
+            out.entry(name_of(&spec.path)).or_default().listen = Some(listen.iter().map(ToString::to_string).collect());
+        }
+    }
+    out
+}

@@ -1,0 +1,313 @@
+//! The registry: every served plugin by name, kept in step with the files on disk.
+//!
+//! [`Registry::apply`] brings one plugin in line with its files: loads a new or changed
+//! component (compiled off the async threads, or taken from the cache), binds listeners
+//! it did not have, swaps the new version in atomically, stops listeners it no longer
+//! has, and removes the plugin when its file is gone. A file that does not load, or a
+//! configuration that does not parse, is rejected: the error names the file and the
+//! reason, while the last good version (if any) keeps serving.
+//!
+//! Locking: changes to one plugin are applied one at a time (a per-plugin turn), and
+//! the table of served plugins is locked only to read it or to swap an entry — never
+//! across a compile or a bind, so a slow load (a Python component compiles for ~12 s)
+//! holds up no other plugin's change and no reader of the table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::sources::Sources;
+use crate::config::file::{read_config_file, sidecar_of};
+use crate::config::{ConfigError, ConfigProblem, Limits, Listen, ListenError, PluginConfig, UdpOptions, not_a_directory};
+use crate::instance::LoadError;
+use crate::instance::cache::Origin;
+use crate::instance::grants::{DirGrant, Grants, Stdio};
+use crate::instance::plugin::{Plugin, PluginFile};
+use crate::listener::{BoundListener, ListenerError, Shared, bind, check_world};
+use crate::service::Service;
+
+/// Why a change to a plugin was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// A configuration file (sidecar or `--config`) is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The component did not load.
+    #[error("{}", path.display())]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: LoadError,
+    },
+    /// A plugin's own `describe().listen` is not a listener address.
+    #[error("plugin {plugin}: its describe().listen has a bad entry")]
+    DefaultListen {
+        /// Plugin name.
+        plugin: String,
+        /// The parse error.
+        #[source]
+        source: ListenError,
+    },
+    /// A plugin has nowhere to listen.
+    #[error("plugin {0}: no listeners: give PATH@LISTEN (its describe().listen is empty)")]
+    NoListeners(String),
+    /// The directory its configuration grants is not there.
+    #[error("plugin {plugin}: the directory it is granted, {}: {reason}", path.display())]
+    BadDir {
+        /// Plugin name.
+        plugin: String,
+        /// The directory.
+        path: PathBuf,
+        /// Why it cannot be granted.
+        reason: &'static str,
+    },
+    /// A listener could not be started.
+    #[error(transparent)]
+    Listener(#[from] ListenerError),
+}
+
+/// What [`Registry::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Nothing: the files are as last applied (several events for one write).
+    Unchanged,
+    /// A plugin that was not served is served now.
+    Loaded,
+    /// A new version replaced the served one.
+    Swapped,
+    /// Its files are gone: it no longer accepts.
+    Removed,
+    /// No source names it, and it was not served.
+    Absent,
+}
+
+struct Entry {
+    service: Arc<Service>,
+    listeners: Vec<(Listen, CancellationToken)>,
+    sha256: String,
+    config: PluginConfig,
+}
+
+/// All served plugins.
+pub(crate) struct Registry {
+    shared: Shared,
+    stop: CancellationToken,
+    sources: Sources,
+    /// Limits from the command line, before per-plugin overrides.
+    limits: Limits,
+    udp: UdpOptions,
+    /// The command line's per-plugin settings, grants and listeners (`--set`, `--dir`,
+    /// `@LISTEN`), which override the files.
+    overrides: BTreeMap<String, PluginConfig>,
+    /// The `--config` file's tables, as last read successfully.
+    config: Mutex<BTreeMap<String, PluginConfig>>,
+    entries: Mutex<BTreeMap<String, Entry>>,
+    /// One change at a time per plugin.
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// How a plugin will be served once its new version is swapped in.
+struct Prepared {
+    plugin: Arc<Plugin>,
+    config: PluginConfig,
+    listens: Vec<Listen>,
+    fresh: Vec<(Listen, BoundListener)>,
+}
+
+impl Registry {
+    /// An empty registry; `stop` ends every listener.
+    pub(crate) fn new(
+        shared: Shared,
+        stop: CancellationToken,
+        sources: Sources,
+        limits: Limits,
+        udp: UdpOptions,
+        overrides: BTreeMap<String, PluginConfig>,
+    ) -> Result<Arc<Registry>, ConfigError> {
+        let config = match &sources.config_file {
+            Some(path) => read_config_file(path)?,
+            None => BTreeMap::new(),
+        };
+        Ok(Arc::new(Registry {
+            shared,
+            stop,
+            sources,
+            limits,
+            udp,
+            overrides,
+            config: Mutex::new(config),
+            entries: Mutex::new(BTreeMap::new()),
+            turns: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Where plugins come from.
+    pub(crate) fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    /// Every plugin name the sources mention now.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.sources.names(&self.config.lock())
+    }
+
+    /// The files behind `name` (component and sidecar) that exist now.
+    pub(crate) fn paths_of(&self, name: &str) -> Vec<PathBuf> {
+        let located = self.sources.locate(name, &self.config.lock());
+        located.into_iter().flat_map(|wasm| [sidecar_of(&wasm), Some(wasm)]).flatten().filter(|p| p.exists()).collect()
+    }
+
+    /// Every served plugin's service.
+    pub(crate) fn services(&self) -> Vec<Arc<Service>> {
+        self.entries.lock().values().map(|e| e.service.clone()).collect()
+    }
+
+    /// Whether a version of `name` is being served.
+    pub(crate) fn serves(&self, name: &str) -> bool {
+        self.entries.lock().contains_key(name)
+    }
+
+    /// Re-reads the `--config` file; on an error the previous contents stay in force.
+    pub(crate) fn reload_config_file(&self) -> Result<(), ConfigError> {
+        let Some(path) = &self.sources.config_file else { return Ok(()) };
+        let fresh = read_config_file(path)?;
+        *self.config.lock() = fresh;
+        Ok(())
+    }
+
+    /// Brings plugin `name` in line with its files. An error means the change was
+    /// rejected (the previous version, if any, keeps serving).
+    pub(crate) async fn apply(&self, name: &str) -> Result<Change, ReloadError> {
+        let turn = self.turns.lock().entry(name.to_string()).or_default().clone();
+        let _turn = turn.lock().await;
+        let located = self.sources.locate(name, &self.config.lock());
+        let Some(path) = located.filter(|p| p.is_file()) else { return Ok(self.remove(name)) };
+        let Some(prepared) = self.prepare(name, &path).await? else { return Ok(Change::Unchanged) };
+        Ok(self.commit(name, prepared))
+    }
+
+    /// Loads the plugin at `path` and binds its new listeners, touching nothing that
+    /// serves; `None` if neither the file nor its configuration changed.
+    async fn prepare(&self, name: &str, path: &Path) -> Result<Option<Prepared>, ReloadError> {
+        let config = self.effective_config(name, path)?;
+        let config_error = |problem| ConfigError { path: sidecar_of(path).unwrap_or_else(|| path.to_path_buf()), problem };
+        let limits = config.limits.apply(self.limits).map_err(config_error)?;
+        if let Some(dir) = &config.dir
+            && let Some(reason) = not_a_directory(dir)
+        {
+            return Err(ReloadError::BadDir { plugin: name.to_string(), path: dir.clone(), reason });
+        }
+        let load_error = |source| ReloadError::Load { path: path.to_path_buf(), source };
+        let file = PluginFile::read(path).await.map_err(load_error)?;
+        let current: Option<Vec<Listen>> = {
+            let entries = self.entries.lock();
+            match entries.get(name) {
+                Some(entry) if entry.sha256 == file.sha256 && entry.config == config => return Ok(None),
+                Some(entry) => Some(entry.listeners.iter().map(|(l, _)| l.clone()).collect()),
+                None => None,
+            }
+        };
+        let grants = Grants {
+            env: config.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            dir: config.dir.clone().map(|host| DirGrant { host, writable: false }),
+            stdio: Stdio::Log,
+        };
+        let plugin = Arc::new(Plugin::load(&self.shared.rt, file, grants, limits).await.map_err(load_error)?);
+        let listens = match config.listens().map_err(|e| config_error(ConfigProblem::Listen(e)))? {
+            Some(listens) => listens,
+            None => plugin
+                .info
+                .listen
+                .iter()
+                .map(|l| l.parse())
+                .collect::<Result<Vec<Listen>, _>>()
+                .map_err(|source| ReloadError::DefaultListen { plugin: name.to_string(), source })?,
+        };
+        if listens.is_empty() {
+            return Err(ReloadError::NoListeners(name.to_string()));
+        }
+        // Bind what is new before touching what runs: a busy port rejects the change.
+        // Listeners that stay must suit the new version too (e.g. a udp listener needs a
+        // datagram handler).
+        let current = current.unwrap_or_default();
+        let mut fresh = Vec::new();
+        for listen in &listens {
+            if current.contains(listen) {
+                check_world(&plugin, listen)?;
+            } else {
+                fresh.push((listen.clone(), bind(&plugin, listen.clone(), self.udp).await?));
+            }
+        }
+        Ok(Some(Prepared { plugin, config, listens, fresh }))
+    }
+
+    /// Swaps a prepared version in (or serves a new plugin) and starts its new listeners.
+    fn commit(&self, name: &str, prepared: Prepared) -> Change {
+        let Prepared { plugin, config, listens, fresh } = prepared;
+        let max_connections = config.limits.max_connections.unwrap_or(0);
+        let (world, version, hash, cached) =
+            (plugin.world.name(), plugin.info.version.clone(), plugin.sha256.clone(), plugin.origin == Origin::Cached);
+        let mut entries = self.entries.lock();
+        let (service, change) = match entries.get_mut(name) {
+            Some(entry) => {
+                let old = entry.service.swap(plugin);
+                entry.service.gate.set_max(max_connections);
+                entry.listeners.retain(|(listen, token)| {
+                    let keep = listens.contains(listen);
+                    if !keep {
+                        token.cancel();
+                        tracing::info!(plugin = %name, %listen, "listener stopped");
+                    }
+                    keep
+                });
+                tracing::info!(
+                    plugin = %name, version = %version, hash = &hash[..12], world, cached,
+                    previous_version = %old.info.version, previous_hash = &old.sha256[..12], "swapped: new connections get the new version"
+                );
+                entry.sha256 = hash;
+                entry.config = config;
+                (entry.service.clone(), Change::Swapped)
+            }
+            None => {
+                let service = Service::new(plugin, max_connections, &self.stop);
+                tracing::info!(plugin = %name, version = %version, hash = &hash[..12], world, cached, "loaded");
+                let entry = Entry { service: service.clone(), listeners: Vec::new(), sha256: hash, config };
+                entries.insert(name.to_string(), entry);
+                (service, Change::Loaded)
+            }
+        };
+        let entry = entries.get_mut(name).expect("inserted or found above");
+        for (listen, bound) in fresh {
+            let token = service.listener_token();
+            bound.start(&service, &self.shared, token.clone());
+            entry.listeners.push((listen, token));
+        }
+        change
+    }
+
+    /// Stops serving `name` (its files are gone); open connections finish.
+    fn remove(&self, name: &str) -> Change {
+        let Some(entry) = self.entries.lock().remove(name) else { return Change::Absent };
+        entry.service.stop();
+        let version = entry.service.current().info.version.clone();
+        tracing::info!(plugin = %name, version = %version, hash = &entry.sha256[..12], "removed: no longer accepting; open connections finish");
+        Change::Removed
+    }
+
+    /// The configuration of `name` whose component is `wasm`: `--config`, then the
+    /// sidecar, then the command line.
+    fn effective_config(&self, name: &str, wasm: &Path) -> Result<PluginConfig, ConfigError> {
+        let base = self.config.lock().get(name).cloned().unwrap_or_default();
+        let sidecar = match sidecar_of(wasm).filter(|p| p.is_file()) {
+            Some(path) => PluginConfig::read_sidecar(&path)?,
+            None => PluginConfig::default(),
+        };
+        let overrides = self.overrides.get(name).cloned().unwrap_or_default();
+        Ok(base.overridden_by(&sidecar).overridden_by(&overrides))
+    }
+}

@@ -1,0 +1,195 @@
+//! Following the plugin files: notify's full debouncer on the folders involved, each
+//! change then applied through the [`Registry`] once the file is stable, every plugin in
+//! its own task (one plugin's slow compile holds up no other's change).
+//!
+//! Writers are not polite: editors write in place, `cp` truncates then writes, tools
+//! rename a temporary file over the target, and one save is several events. So a path's
+//! events are delivered only after [`QUIET`] without new ones (the debouncer's job, which
+//! also pairs renames), and a file is read only once its size and modification time held
+//! still for [`STABLE`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+use super::registry::Registry;
+use crate::config::name_of;
+use crate::util::error::Chain;
+
+/// Time without events on a path before its change is looked at.
+pub const QUIET: Duration = Duration::from_millis(40);
+/// Time the file must hold still before it is read.
+pub const STABLE: Duration = Duration::from_millis(25);
+
+/// What a changed path means.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    /// A plugin's component or sidecar.
+    Plugin(String),
+    /// The `--config` file.
+    Config,
+}
+
+/// Whether an event can mean new contents. Opening and reading a file are events too —
+/// our own reads among them — and must not trigger a reload.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
+}
+
+/// The running watcher; dropping it stops watching.
+pub(crate) struct Watching {
+    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Which plugin (or the config file) a path belongs to.
+struct Classifier {
+    dir: Option<PathBuf>,
+    files: BTreeMap<PathBuf, String>,
+    config: Option<PathBuf>,
+}
+
+impl Classifier {
+    fn new(registry: &Registry) -> Classifier {
+        let sources = registry.sources();
+        Classifier {
+            dir: sources.dir.as_deref().map(absolute),
+            files: sources.files.iter().map(|(name, path)| (absolute(path), name.clone())).collect(),
+            config: sources.config_file.as_deref().map(absolute),
+        }
+    }
+
+    /// The folders to watch.
+    fn folders(&self) -> BTreeSet<PathBuf> {
+        let mut folders: BTreeSet<PathBuf> =
+            self.files.keys().chain(self.config.iter()).filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+        folders.extend(self.dir.clone());
+        folders
+    }
+
+    fn classify(&self, path: &Path) -> Option<Target> {
+        if self.config.as_deref() == Some(path) {
+            return Some(Target::Config);
+        }
+        let ext = path.extension()?.to_str()?;
+        if ext != "wasm" && ext != "toml" {
+            return None;
+        }
+        if let Some(name) = self.files.get(&path.with_extension("wasm")) {
+            return Some(Target::Plugin(name.clone()));
+        }
+        (self.dir.as_deref() == path.parent()).then(|| Target::Plugin(name_of(path)))
+    }
+}
+
+/// Starts following every folder the registry's plugins come from.
+pub(crate) fn spawn(registry: Arc<Registry>, stop: CancellationToken) -> notify::Result<Watching> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let mut debouncer = new_debouncer(QUIET, None, move |result: DebounceEventResult| match result {
+        Ok(events) => {
+            let paths: Vec<PathBuf> = events.into_iter().filter(|e| is_change(&e.event.kind)).flat_map(|e| e.event.paths.clone()).collect();
+            if !paths.is_empty() {
+                let _ = tx.send(paths);
+            }
+        }
+        Err(errors) => errors.iter().for_each(|e| tracing::warn!("file watcher: {}", Chain(e))),
+    })?;
+    let classifier = Classifier::new(&registry);
+    for folder in classifier.folders() {
+        debouncer.watch(&folder, RecursiveMode::NonRecursive)?;
+    }
+    tokio::spawn(follow(registry, rx, classifier, stop));
+    Ok(Watching { _debouncer: debouncer })
+}
+
+/// Applies each batch of changes: every plugin it touches in a task of its own.
+async fn follow(registry: Arc<Registry>, mut batches: UnboundedReceiver<Vec<PathBuf>>, classifier: Classifier, stop: CancellationToken) {
+    loop {
+        let batch = tokio::select! {
+            () = stop.cancelled() => return,
+            batch = batches.recv() => match batch {
+                Some(batch) => batch,
+                None => return,
+            },
+        };
+        let targets: BTreeSet<Target> = batch.iter().filter_map(|p| classifier.classify(p)).collect();
+        for target in targets {
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                match target {
+                    Target::Plugin(name) => apply_plugin(&registry, name).await,
+                    Target::Config => apply_config(&registry).await,
+                }
+            });
+        }
+    }
+}
+
+/// Size and modification time, or None if the file is gone.
+fn fingerprint(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// Waits until `path` holds still for [`STABLE`] (bounded: a file rewritten forever is
+/// read after a few rounds anyway; a bad read is rejected like any bad file).
+async fn settle(path: &Path) {
+    let mut before = fingerprint(path);
+    for _ in 0..40 {
+        tokio::time::sleep(STABLE).await;
+        let after = fingerprint(path);
+        if after == before {
+            return;
+        }
+        before = after;
+    }
+}
+
+/// Applies a change to one plugin's files, logging a rejection.
+async fn apply_plugin(registry: &Registry, name: String) {
+    for path in registry.paths_of(&name) {
+        settle(&path).await;
+    }
+    if let Err(e) = registry.apply(&name).await {
+        let then = if registry.serves(&name) { "the last good version keeps serving" } else { "it is not served" };
+        tracing::error!(plugin = %name, "rejected: {}; {then}", Chain(&e));
+    }
+}
+
+/// Re-reads the `--config` file and applies it to every plugin it names (or named).
+async fn apply_config(registry: &Arc<Registry>) {
+    if let Some(path) = &registry.sources().config_file {
+        settle(path).await;
+    }
+    let before = registry.names();
+    if let Err(e) = registry.reload_config_file() {
+        tracing::error!("rejected: {}; the previous configuration stays in force", Chain(&e));
+        return;
+    }
+    let mut names = registry.names();
+    names.extend(before);
+    names.sort();
+    names.dedup();
+    for name in names {
+        tokio::spawn({
+            let registry = registry.clone();
+            async move { apply_plugin(&registry, name).await }
+        });
+    }
+}

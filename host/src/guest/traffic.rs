@@ -1,0 +1,55 @@
+//! [`Activity`]: a connection's traffic clock. Its streams stamp every byte they move, the
+//! epoch callback stamps every tick its plugin runs through (a running plugin is not
+//! idle), and the session's watchdog reads it for the idle timeout.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::util::clock::coarse_clock;
+
+/// When a connection was last active (moved a byte, or its plugin ran), and how many
+/// bytes it moved; shared by its streams, its watchdog and the epoch callback.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    /// [`coarse_clock`] at the start: every read and write touches the clock, and the
+    /// idle timeout needs no finer steps than its 1–4 ms.
+    start_coarse: u64,
+    /// The last activity, coarse nanoseconds after the start.
+    last: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Activity {
+    /// Activity starting now.
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity { start: Instant::now(), start_coarse: coarse_clock(), last: AtomicU64::new(0), bytes: AtomicU64::new(0) })
+    }
+
+    /// Records activity now.
+    pub fn touch(&self) {
+        self.last.store(coarse_clock().saturating_sub(self.start_coarse), Ordering::Relaxed);
+    }
+
+    /// Records `n` bytes moved (read or written) now.
+    pub fn moved(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Bytes moved so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The instant of the last traffic (or the start).
+    pub fn last(&self) -> Instant {
+        self.start + Duration::from_nanos(self.last.load(Ordering::Relaxed))
+    }
+
+    /// When the connection started.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+}

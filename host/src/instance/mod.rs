@@ -1,0 +1,17 @@
+//! Instances: the engine and its pool ([`runtime`]), loading a plugin file into a
+//! validated, described component ([`plugin`], [`cache`]), and one instance's Store with
+//! what it is granted and the meters it runs under ([`store`], [`live`], [`limits`],
+//! [`cpu`], [`lane`], [`grants`]).
+
+pub(crate) mod cache;
+pub(crate) mod cpu;
+pub(crate) mod grants;
+pub(crate) mod lane;
+pub(crate) mod limits;
+pub(crate) mod live;
+pub(crate) mod plugin;
+pub(crate) mod runtime;
+pub(crate) mod store;
+
+pub use limits::LimitHit;
+pub use plugin::LoadError;

@@ -1,0 +1,67 @@
+//! Starting a conversation, the same way on every transport: its [`ConnectionInfo`], its
+//! task on the lanes (in the heavy lane from the start while its plugin is quarantined),
+//! closing it when the drain timeout runs out, and pausing after accept/receive errors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::guest::bindings::{ConnectionInfo, Role, Transport};
+use crate::guest::closer::Closer;
+use crate::instance::runtime::Runtime;
+use crate::service::Service;
+use crate::util::backoff::Backoff;
+
+/// Why a conversation is closed when the drain timeout runs out.
+pub(crate) const SHUTTING_DOWN: &str = "the server is shutting down";
+
+/// An address as plugins and logs see it: an IPv4 client of a dual-stack (`[::]`)
+/// listener is shown as the IPv4 address it is, not `[::ffff:a.b.c.d]`.
+pub(crate) fn show(addr: SocketAddr) -> String {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port()).to_string()
+}
+
+/// The [`ConnectionInfo`] of a conversation accepted (or dialed) now.
+pub(crate) fn info(rt: &Runtime, transport: Transport, role: Role, peer: String, local: String) -> ConnectionInfo {
+    ConnectionInfo { id: rt.next_conn_id(), transport, role, peer, local }
+}
+
+/// Spawns `conversation` on the lanes, tracked for the drain: in the heavy lane from the
+/// start while `service`'s plugin is quarantined, else moving there if it spins.
+pub(crate) fn spawn<F>(shared: &Shared, service: &Service, conversation: F) -> JoinHandle<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    shared.tracker.spawn(shared.rt.lanes().run(conversation, service.quarantine.in_force()))
+}
+
+/// Runs `conversation`; if `close_all` fires first (the drain timeout ran out), asks it to
+/// close through `closer` and lets it finish saying goodbye. Without a closer (a datagram)
+/// the conversation is dropped at once.
+pub(crate) async fn closed_at_drain_timeout<F: Future<Output = ()>>(close_all: CancellationToken, closer: Option<Closer>, conversation: F) {
+    tokio::pin!(conversation);
+    tokio::select! {
+        () = &mut conversation => return,
+        () = close_all.cancelled() => {}
+    }
+    if let Some(closer) = closer {
+        closer.close(SHUTTING_DOWN);
+        conversation.await;
+    }
+}
+
+/// After a failed accept or receive (EMFILE, ENOBUFS, an ICMP error): logs it and pauses
+/// for the next step of `backoff`, so the loop never spins and never stops. `routine`
+/// errors (UDP's ICMP reports) are logged at debug level.
+pub(crate) async fn pause_after_error(backoff: &mut Backoff, service: &Arc<Service>, what: &str, e: &std::io::Error, routine: bool) {
+    let pause = backoff.next_pause();
+    if routine {
+        tracing::debug!(plugin = %service.name(), "{what} failed: {e}; retrying in {pause:?}");
+    } else {
+        tracing::warn!(plugin = %service.name(), "{what} failed: {e}; retrying in {pause:?}");
+    }
+    tokio::time::sleep(pause).await;
+}

@@ -1,0 +1,138 @@
+//! Listeners: where conversations come from. Binding (or opening) each transport's
+//! listener, printing its `listening NAME URL` line, and the accept/receive loops of
+//! [`tcp`], [`udp`] and [`serial`], which all start conversations the same way
+//! ([`conversation`]).
+
+pub(crate) mod conversation;
+pub(crate) mod serial;
+pub(crate) mod tcp;
+pub(crate) mod udp;
+pub(crate) mod udp_guard;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admission::Admission;
+use crate::config::{Listen, UdpOptions};
+use crate::instance::plugin::Plugin;
+use crate::instance::runtime::Runtime;
+use crate::service::Service;
+
+/// What every listener task needs from the server.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    /// The runtime.
+    pub(crate) rt: Arc<Runtime>,
+    /// Who may connect, and how many at once.
+    pub(crate) admission: Arc<Admission>,
+    /// Cancelled when the drain timeout runs out: every open conversation is closed.
+    pub(crate) close_all: CancellationToken,
+    /// Tracks every task, for the drain at shutdown.
+    pub(crate) tracker: TaskTracker,
+}
+
+/// Why a listener could not be started for a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// A listener the plugin cannot serve.
+    #[error("plugin {plugin} on {listen}: the plugin is a {world} and exports no {missing}, so it cannot serve {transport}")]
+    Unsupported {
+        /// Plugin name.
+        plugin: String,
+        /// The listener.
+        listen: Listen,
+        /// The plugin's world.
+        world: &'static str,
+        /// The export it lacks.
+        missing: &'static str,
+        /// What the listener carries.
+        transport: &'static str,
+    },
+    /// Binding (or opening the device) failed.
+    #[error("plugin {plugin}: cannot listen on {listen}")]
+    Bind {
+        /// Plugin name.
+        plugin: String,
+        /// The listener.
+        listen: Listen,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound listener of any transport, not yet serving.
+pub(crate) enum BoundListener {
+    Tcp(TcpListener),
+    Udp(udp::UdpListener),
+    Serial(serial::SerialLine),
+}
+
+impl BoundListener {
+    /// Prints the `listening NAME URL` line and starts serving `service` on it.
+    /// Serving stops when `stop` is cancelled (the listener is dropped, so new
+    /// connections are refused); conversations already open finish.
+    pub(crate) fn start(self, service: &Arc<Service>, shared: &Shared, stop: CancellationToken) {
+        let url = match &self {
+            BoundListener::Tcp(listener) => format!("tcp://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+            BoundListener::Udp(socket) => format!("udp://{}", socket.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+            BoundListener::Serial(line) => format!("serial://{}", line.device()),
+        };
+        // Tests and scripts read these lines: one per listener, flushed at once.
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening {} {url}", service.name());
+        let _ = stdout.flush();
+        let (service, task_shared) = (service.clone(), shared.clone());
+        match self {
+            BoundListener::Tcp(listener) => shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, task_shared))),
+            BoundListener::Udp(socket) => shared.tracker.spawn(until_stopped(stop, udp::run(socket, service, task_shared))),
+            // A serial line is one conversation: stopping its listener ends it.
+            BoundListener::Serial(line) => shared.tracker.spawn(until_stopped(stop, serial::run(line, service, task_shared))),
+        };
+    }
+}
+
+/// Runs `serving` until it ends or `stop` is cancelled.
+async fn until_stopped(stop: CancellationToken, serving: impl Future<Output = ()>) {
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = serving => {}
+    }
+}
+
+/// Refuses a listener the plugin cannot serve: streams need a stream handler, datagrams
+/// a datagram handler.
+pub(crate) fn check_world(plugin: &Plugin, listen: &Listen) -> Result<(), ListenerError> {
+    const STREAMS: &str = "stream handler (switchboard:plugin/handler)";
+    const DATAGRAMS: &str = "datagram handler (switchboard:plugin/datagram-handler)";
+    let (ok, missing, transport) = match listen {
+        Listen::Tcp { .. } => (plugin.world.streams(), STREAMS, "TCP"),
+        Listen::Serial { .. } => (plugin.world.streams(), STREAMS, "a serial line"),
+        Listen::Udp { .. } => (plugin.world.datagrams(), DATAGRAMS, "UDP"),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(ListenerError::Unsupported {
+        plugin: plugin.name.to_string(),
+        listen: listen.clone(),
+        world: plugin.world.name(),
+        missing,
+        transport,
+    })
+}
+
+/// Binds (or opens) one listener for `plugin`.
+pub(crate) async fn bind(plugin: &Plugin, listen: Listen, udp_options: UdpOptions) -> Result<BoundListener, ListenerError> {
+    check_world(plugin, &listen)?;
+    let bind_error = |source| ListenerError::Bind { plugin: plugin.name.to_string(), listen: listen.clone(), source };
+    match &listen {
+        Listen::Tcp { host, port } => tcp::bind(host, *port).await.map(BoundListener::Tcp).map_err(bind_error),
+        Listen::Udp { host, port } => udp::bind(host, *port, udp_options).await.map(BoundListener::Udp).map_err(bind_error),
+        Listen::Serial { device, baud } => serial::open(device, *baud).await.map(BoundListener::Serial).map_err(bind_error),
+    }
+}

@@ -1,0 +1,78 @@
+//! TCP listeners: accept, admit, and run each connection as its own task on a fresh
+//! instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use super::Shared;
+use super::conversation::{self, closed_at_drain_timeout};
+use crate::admission::Source;
+use crate::guest::bindings::{Role, Transport};
+use crate::guest::closer::Closer;
+use crate::service::Service;
+use crate::service::accounting::Counters;
+use crate::session::stream::{Pace, run_stream};
+use crate::util::backoff::Backoff;
+
+/// Pending connections the kernel queues for us. tokio's default of 128 overflows when
+/// thousands of clients connect at once, and every overflow costs a client a 1 s SYN retry.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds `host:port` (the first address it resolves to).
+pub(crate) async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} resolves to no address")))?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Accepts until the service stops.
+pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, shared: Shared) {
+    let local = listener.local_addr().map(conversation::show).unwrap_or_default();
+    let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
+    loop {
+        let accepted = tokio::select! {
+            () = service.stopped() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                backoff.reset();
+                start(socket, peer, &local, &service, &shared);
+            }
+            Err(e) => conversation::pause_after_error(&mut backoff, &service, "accept", &e, false).await,
+        }
+    }
+}
+
+/// Admits one accepted connection and starts its conversation; a refused one is closed
+/// at once (the client sees the close instead of hanging).
+fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &Arc<Service>, shared: &Shared) {
+    let ticket = match shared.admission.admit(&service.gate, Source::Ip(peer.ip())) {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            service.refused(&conversation::show(peer), refusal.reason());
+            return;
+        }
+    };
+    Counters::bump(&service.counters.served);
+    let _ = socket.set_nodelay(true);
+    let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
+    let (plugin, rt, task_service) = (service.current(), shared.rt.clone(), service.clone());
+    let closer = Closer::new();
+    let talk = {
+        let closer = closer.clone();
+        async move {
+            let _ticket = ticket;
+            let outcome = run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer, Pace::Client).await;
+            task_service.account(&info, &outcome);
+        }
+    };
+    conversation::spawn(shared, service, closed_at_drain_timeout(shared.close_all.clone(), Some(closer), talk));
+}

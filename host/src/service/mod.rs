@@ -1,0 +1,120 @@
+//! [`Service`]: one plugin being served. Its listeners read the *current* version for
+//! each new connection, so replacing it ([`Service::swap`]) is atomic: connections
+//! accepted afterwards run the new version, open ones keep the instance they started on.
+
+pub(crate) mod accounting;
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::PluginGate;
+use crate::guest::bindings::ConnectionInfo;
+use crate::instance::LimitHit;
+use crate::instance::lane::{QUARANTINE, Quarantine};
+use crate::instance::plugin::Plugin;
+use crate::session::Outcome;
+use accounting::Counters;
+
+/// A served plugin.
+pub(crate) struct Service {
+    name: Arc<str>,
+    current: RwLock<Arc<Plugin>>,
+    /// Cancelled when the service stops accepting (plugin removed, or shutdown).
+    stop: CancellationToken,
+    /// How connections ended or were refused.
+    pub(crate) counters: Counters,
+    /// The plugin's own connection limit.
+    pub(crate) gate: Arc<PluginGate>,
+    /// Whether it misbehaved lately (its new connections then start in the heavy lane).
+    pub(crate) quarantine: Quarantine,
+}
+
+impl Service {
+    /// A service for `plugin` admitting at most `max_connections` at once (0 = only the
+    /// global limit), stopped by `parent` (or by [`Service::stop`]).
+    pub(crate) fn new(plugin: Arc<Plugin>, max_connections: usize, parent: &CancellationToken) -> Arc<Service> {
+        Arc::new(Service {
+            name: plugin.name.clone(),
+            current: RwLock::new(plugin),
+            stop: parent.child_token(),
+            counters: Counters::default(),
+            gate: PluginGate::new(max_connections),
+            quarantine: Quarantine::default(),
+        })
+    }
+
+    /// Counts how a connection ended and logs failures (rate-limited, so a flood of
+    /// failing connections cannot flood the log).
+    pub(crate) fn account(&self, info: &ConnectionInfo, outcome: &Outcome) {
+        let c = &self.counters;
+        let counter = match outcome {
+            Outcome::Ok | Outcome::Closed(_) => None,
+            Outcome::Err(_) => Some(&c.errors),
+            Outcome::Trap(_) | Outcome::Failed(_) => Some(&c.traps),
+            Outcome::Limit(..) => Some(&c.limit_hits),
+        };
+        let Some(counter) = counter else {
+            if let Outcome::Closed(reason) = outcome {
+                tracing::debug!(plugin = %self.name, id = info.id, peer = %info.peer, %reason, "closed by the host");
+            }
+            return;
+        };
+        Counters::bump(counter);
+        if matches!(outcome, Outcome::Trap(_) | Outcome::Limit(LimitHit::Cpu | LimitHit::Memory, _)) && self.quarantine.begin() {
+            tracing::info!(plugin = %self.name, "the plugin misbehaved: its new connections run in the heavy lane for {QUARANTINE:?}");
+        }
+        let Some(suppressed) = c.may_log() else { return };
+        let (plugin, id, peer) = (&self.name, info.id, &info.peer);
+        match outcome {
+            Outcome::Err(msg) => tracing::info!(%plugin, id, %peer, suppressed, error = %msg, "plugin returned an error"),
+            Outcome::Trap(msg) => tracing::warn!(%plugin, id, %peer, suppressed, "plugin trapped: {msg}"),
+            Outcome::Failed(msg) => tracing::error!(%plugin, id, %peer, suppressed, "cannot start the plugin: {msg}"),
+            Outcome::Limit(hit, msg) => {
+                tracing::warn!(%plugin, id, %peer, suppressed, limit = hit.name(), "connection ended by a limit: {msg}")
+            }
+            Outcome::Ok | Outcome::Closed(_) => {}
+        }
+    }
+
+    /// Counts and logs (rate-limited) a connection refused at admission.
+    pub(crate) fn refused(&self, peer: &dyn std::fmt::Display, reason: &str) {
+        Counters::bump(&self.counters.refused);
+        if let Some(suppressed) = self.counters.may_log() {
+            tracing::info!(plugin = %self.name, %peer, suppressed, "connection refused: {reason}");
+        }
+    }
+
+    /// The plugin name.
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The version new connections get.
+    pub(crate) fn current(&self) -> Arc<Plugin> {
+        self.current.read().clone()
+    }
+
+    /// Makes `plugin` the version new connections get; returns the previous one. The
+    /// new version starts with a clean record.
+    pub(crate) fn swap(&self, plugin: Arc<Plugin>) -> Arc<Plugin> {
+        self.quarantine.end();
+        std::mem::replace(&mut *self.current.write(), plugin)
+    }
+
+    /// A stop token for one of its listeners (cancelled with the service, or alone).
+    pub(crate) fn listener_token(&self) -> CancellationToken {
+        self.stop.child_token()
+    }
+
+    /// Stops accepting on all of this service's listeners; open connections finish.
+    pub(crate) fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Resolves when the service stops accepting.
+    pub(crate) async fn stopped(&self) {
+        self.stop.cancelled().await
+    }
+}

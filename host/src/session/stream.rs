@@ -1,0 +1,146 @@
+//! One byte-stream conversation's life: a fresh instance, the byte streams handed over,
+//! the limits watched, every byte the plugin wrote delivered, the connection closed, the
+//! instance dropped, and how it ended reported. Nothing here can disturb another
+//! connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+
+use super::outcome::{CallEnd, Circumstances, Outcome, classify};
+use super::watchdog::watchdog;
+use crate::config::Limits;
+use crate::guest::bindings::ConnectionInfo;
+use crate::guest::closer::Closer;
+use crate::guest::stream::{LeftoverSlot, ReadStream, WriteStream};
+use crate::guest::traffic::Activity;
+use crate::instance::LimitHit;
+use crate::instance::live::{Conversation, Live};
+use crate::instance::plugin::Plugin;
+use crate::instance::runtime::Runtime;
+
+/// How long a plugin may keep running after the host asked its connection to close.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long the host keeps trying to deliver what a plugin wrote after it returned.
+pub const LINGER: Duration = Duration::from_secs(10);
+
+/// Which time limits watch a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// A client's connection: the idle timeout and the maximum duration apply.
+    Client,
+    /// A serial line, one long conversation: a quiet device is not a stalled client, so
+    /// neither applies (the CPU budget and memory limit still do).
+    Line,
+}
+
+/// Runs `plugin`'s stream handler over `reader`/`writer` until it finishes; `closer`
+/// lets the host end the conversation gracefully (shutdown, hub overflow, a limit).
+pub(crate) async fn run_stream<R, W>(
+    rt: &Arc<Runtime>,
+    plugin: &Arc<Plugin>,
+    info: ConnectionInfo,
+    (reader, writer): (R, W),
+    closer: Closer,
+    pace: Pace,
+) -> Outcome
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    // Plugin output lines and this connection's own lines are logged in this span:
+    // tagged with plugin, id and peer.
+    let span = tracing::info_span!("conn", plugin = %plugin.name, id = info.id, peer = %info.peer);
+    let Some(exports) = plugin.stream_exports() else {
+        return Outcome::Failed(format!("{} does not export a stream handler", plugin.name));
+    };
+    let activity = Activity::new();
+    let with = Conversation { peer: info.peer.clone(), closer: closer.clone(), activity: Some(activity.clone()) };
+    let mut live = match Live::start(rt, plugin, &span, with).await {
+        Ok(live) => live,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let cpu = live.cpu();
+    let (output, leftover) = WriteStream::new(writer, closer.clone(), activity.clone());
+    let input: DynInputStream = Box::new(ReadStream::new(reader, closer.clone(), activity.clone()));
+    let output: DynOutputStream = Box::new(output);
+    let call = cpu.meter(async {
+        let store = &mut live.store;
+        let table = &mut store.data_mut().table;
+        let input = table.push(input)?;
+        let output = table.push(output)?;
+        let instance = plugin.instance_pre().instantiate_async(&mut *store).await?;
+        let guest = exports.load(&mut *store, &instance)?;
+        guest.call_handle_connection(&mut *store, &info, input, output).await
+    });
+    let limits = match pace {
+        Pace::Client => plugin.limits,
+        Pace::Line => Limits { idle_timeout: None, max_duration: None, ..plugin.limits },
+    };
+    let (end, watchdog_hit) = drive(call, &activity, &limits, &closer).await;
+    tracing::debug!(parent: &span, cpu = ?cpu.used(), bytes = activity.bytes(), "plugin finished");
+    let why = Circumstances { limit: live.limit_hit().or(watchdog_hit), memory_refused: live.memory_refused(), closed: closer.reason() };
+    let outcome = match classify(end, why) {
+        Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(msg)) => Outcome::Err(msg),
+        Err(outcome) => outcome,
+    };
+    // Dropping the instance drops its streams; the output stream leaves what it had not
+    // sent in `leftover`.
+    live.finish().await;
+    deliver_leftover(leftover, &span).await;
+    outcome
+}
+
+/// Runs the call while the watchdog watches; a watchdog hit asks the plugin to close,
+/// and a plugin still running [`CLOSE_GRACE`] after any close request is given up on.
+async fn drive<T>(
+    call: impl Future<Output = wasmtime::Result<T>>,
+    activity: &Activity,
+    limits: &Limits,
+    closer: &Closer,
+) -> (CallEnd<T>, Option<LimitHit>) {
+    tokio::pin!(call);
+    let watchdog = watchdog(activity, limits);
+    tokio::pin!(watchdog);
+    let mut watchdog_hit = None;
+    loop {
+        tokio::select! {
+            // The call first: it is what wakes this task almost every time.
+            biased;
+            result = &mut call => {
+                let end = match result {
+                    Ok(value) => CallEnd::Returned(value),
+                    Err(e) => CallEnd::Failed(e),
+                };
+                return (end, watchdog_hit);
+            }
+            hit = &mut watchdog, if watchdog_hit.is_none() => {
+                watchdog_hit = Some(hit);
+                closer.close(hit.name());
+            }
+            () = overdue(closer) => {
+                return (CallEnd::Overdue(format!("the plugin did not end within {CLOSE_GRACE:?} and was stopped")), watchdog_hit);
+            }
+        }
+    }
+}
+
+/// Sends what the plugin wrote and the socket had not taken yet, then closes.
+async fn deliver_leftover<W: AsyncWrite + Unpin + Send + 'static>(slot: LeftoverSlot<W>, span: &tracing::Span) {
+    let Some(leftover) = slot.lock().take() else { return };
+    let pending = leftover.pending.len();
+    match tokio::time::timeout(LINGER, leftover.finish()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(parent: span, pending, "could not deliver the last bytes: {e}"),
+        Err(_) => tracing::info!(parent: span, pending, "peer did not take the last bytes within {LINGER:?}"),
+    }
+}
+
+/// Resolves [`CLOSE_GRACE`] after the host asked the connection to close.
+async fn overdue(closer: &Closer) {
+    closer.closed().await;
+    tokio::time::sleep(CLOSE_GRACE).await;
+}
