@@ -1,11 +1,13 @@
 //! Instances: the engine and its pool ([`runtime`]), loading a plugin file into a
-//! validated, described component ([`plugin`], [`cache`]), and one instance's Store with
+//! validated, described component ([`plugin`], [`cache`], [`info`]: the bounds on what it
+//! may say about itself), and one instance's Store with
 //! what it is granted and the meters it runs under ([`store`], [`live`], [`limits`],
 //! [`cpu`], [`lane`], [`grants`]).
 
 pub(crate) mod cache;
 pub(crate) mod cpu;
 pub(crate) mod grants;
+pub mod info;
 pub(crate) mod lane;
 pub(crate) mod limits;
 pub(crate) mod live;
@@ -13,5 +15,6 @@ pub(crate) mod plugin;
 pub(crate) mod runtime;
 pub(crate) mod store;
 
+pub use info::InfoError;
 pub use limits::LimitHit;
 pub use plugin::LoadError;

@@ -14,6 +14,7 @@ use wasmtime::component::InstancePre;
 
 use super::cache::Origin;
 use super::grants::Grants;
+use super::info::{self, InfoError};
 use super::runtime::Runtime;
 use super::store::{State, StoreSpec, new_store};
 use crate::config::units::Size;
@@ -104,7 +105,7 @@ pub enum LoadError {
     /// It exports none of the plugin worlds.
     #[error(
         "does not satisfy a plugin world: it lacks the export{} {}; a plugin exports \
-         switchboard:plugin/meta@0.1.0 and handler and/or datagram-handler (see wit/switchboard.wit)",
+         switchboard:plugin/meta@0.1.1 and handler and/or datagram-handler (see wit/switchboard.wit)",
         if .0.len() == 1 { "" } else { "s" },
         .0.join(", ")
     )]
@@ -121,6 +122,9 @@ pub enum LoadError {
     /// `describe()` did not answer in time.
     #[error("describe() did not answer within {0:?}")]
     DescribeTimeout(Duration),
+    /// `describe()` answered outside the bounds the host keeps.
+    #[error("describe() returned more than the host keeps")]
+    Info(#[source] InfoError),
 }
 
 /// A plugin file read from disk and recognised as a component, not compiled yet.
@@ -195,10 +199,10 @@ fn world_of(meta: bool, stream: bool, datagram: bool) -> Result<World, LoadError
         _ => {
             let mut missing = Vec::new();
             if !meta {
-                missing.push("switchboard:plugin/meta@0.1.0");
+                missing.push("switchboard:plugin/meta@0.1.1");
             }
             if !stream && !datagram {
-                missing.push("switchboard:plugin/handler@0.1.0 (or datagram-handler)");
+                missing.push("switchboard:plugin/handler@0.1.1 (or datagram-handler)");
             }
             Err(LoadError::NoWorld(missing))
         }
@@ -227,6 +231,7 @@ impl Plugin {
         let output = Arc::new(LogLimiter::new(LogLimiter::OUTPUT_PER_SECOND));
         let exports = Exports { meta: meta.as_ref().expect("world_of checked it"), stream: stream.as_ref(), datagram: datagram.as_ref() };
         let info = describe(rt, &name, &pre, exports, &grants, &limits, &output).await?;
+        info::check(&info).map_err(LoadError::Info)?;
         Ok(Plugin { name, path, info, world, sha256, size, compile_time, origin, grants, limits, output, pre, stream, datagram })
     }
 

@@ -73,7 +73,7 @@ pub(crate) struct StoreSpec<'a> {
 pub(crate) fn new_store(engine: &Engine, spec: StoreSpec<'_>) -> std::io::Result<Store<State>> {
     let state = State {
         wasi: wasi_ctx(spec.grants, spec.output, spec.span)?.build(),
-        table: ResourceTable::new(),
+        table: resource_table(),
         memory: MemoryLimiter::new(spec.limits.memory.min(spec.pool_memory)),
         cpu: Arc::new(CpuMeter::default()),
         limit_hit: None,
@@ -84,17 +84,25 @@ pub(crate) fn new_store(engine: &Engine, spec: StoreSpec<'_>) -> std::io::Result
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
     store.call_hook(|ctx, hook| {
-        if hook.entering_host() {
-            ctx.data().cpu.leave_wasm();
-        } else {
-            ctx.data().cpu.enter_wasm();
-        }
+        let state = ctx.data();
+        state.cpu.hook(hook, || state.activity.as_ref().map_or(0, |a| a.bytes()));
         Ok(())
     });
     store.set_epoch_deadline(1);
     let budget = spec.limits.cpu_budget;
     store.epoch_deadline_callback(move |mut ctx| at_epoch(ctx.data_mut(), budget));
     Ok(store)
+}
+
+/// Most resources (streams, pollables, hub members, files…) one instance may hold at once:
+/// a plugin that leaks handles traps at this many instead of growing the host.
+pub(crate) const MAX_RESOURCES: usize = 1024;
+
+/// An empty resource table holding at most [`MAX_RESOURCES`].
+fn resource_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
+    table
 }
 
 /// The WASI context `grants` describe.

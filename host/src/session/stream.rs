@@ -80,7 +80,7 @@ where
         Pace::Line => Limits { idle_timeout: None, max_duration: None, ..plugin.limits },
     };
     let (end, watchdog_hit) = drive(call, &activity, &limits, &closer).await;
-    tracing::debug!(parent: &span, cpu = ?cpu.used(), bytes = activity.bytes(), "plugin finished");
+    tracing::debug!(parent: &span, cpu = ?cpu.used(), host_cpu = ?cpu.host_used(), bytes = activity.bytes(), "plugin finished");
     let why = Circumstances { limit: live.limit_hit().or(watchdog_hit), memory_refused: live.memory_refused(), closed: closer.reason() };
     let outcome = match classify(end, why) {
         Ok(Ok(())) => Outcome::Ok,
