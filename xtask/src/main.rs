@@ -22,7 +22,7 @@ mod npm_lock;
 /// Plugins built into `plugins/` (the folder users drop .wasm files into).
 const SHIPPED: &[&str] = &["echo", "chat", "getfile"];
 /// Test fixtures: built like plugins, never shipped into `plugins/`.
-const FIXTURES: &[&str] = &["misbehave", "hello-cli"];
+const FIXTURES: &[&str] = &["misbehave", "hello-cli", "legacy-echo", "big-describe"];
 /// The folder `cargo xtask demo` grants getfile (relative to the workspace root).
 const DEMO_FILES: &str = "xtask/demo/getfile";
 const WASM_TARGET: &str = "wasm32-wasip2";
@@ -138,8 +138,13 @@ fn build(root: &Path, langs: langs::Need) -> Result<Built> {
     let fixtures = target.join("fixtures");
     std::fs::create_dir_all(&fixtures)?;
     for name in FIXTURES {
-        std::fs::copy(out.join(format!("{name}.wasm")), fixtures.join(format!("{name}.wasm")))
-            .with_context(|| format!("copying fixture {name}.wasm"))?;
+        // A library's artifact is named with `_` for `-` (a binary's keeps its name).
+        let built = [format!("{name}.wasm"), format!("{}.wasm", name.replace('-', "_"))]
+            .into_iter()
+            .map(|file| out.join(file))
+            .find(|path| path.exists())
+            .with_context(|| format!("fixture {name} was not built"))?;
+        std::fs::copy(&built, fixtures.join(format!("{name}.wasm"))).with_context(|| format!("copying fixture {name}.wasm"))?;
     }
     langs::build(root, &target, langs)?;
     let host = target.join("release").join("switchboard");

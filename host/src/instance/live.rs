@@ -47,7 +47,14 @@ impl Live {
             pool_memory: rt.memory_limit(),
             output: &plugin.output,
             span,
-            hub: Some(HubCtx { hub: rt.hub().clone(), name: with.peer, closer: with.closer }),
+            hub: Some(HubCtx {
+                hub: rt.hub().clone(),
+                name: with.peer,
+                closer: with.closer,
+                held: Default::default(),
+                span: span.clone(),
+                log: plugin.output.clone(),
+            }),
             activity: with.activity,
         };
         Ok(Live { store: new_store(rt.engine(), spec)?, _slot: slot })

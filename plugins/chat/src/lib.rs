@@ -9,15 +9,21 @@
 //! address), `/who` (the members, to the asker only), `/quit`. Empty lines are not relayed.
 //! A line longer than `MAX_LINE` bytes is relayed cut, ending in ` [cut]`.
 //!
-//! Settings: `GREETING`, `ROOM` (hub room; default `chat`), `MAX_LINE` (default 4096).
+//! A line the hub refuses (the sender is over its publish budget) is not relayed; the
+//! sender is told `* not relayed: over-budget`.
+//!
+//! Settings: `GREETING`, `ROOM` (hub room; default `chat`), `MAX_LINE` (default 4096, at
+//! most 65,000 so that a relayed line always fits in one 64 KiB hub message).
 
-use std::io::{BufRead, ErrorKind, Write};
+use std::io::{BufRead, Write};
 
 use switchboard_sdk::framing::LineSplitter;
 use switchboard_sdk::{Connection, Event, Plugin, PluginInfo, Result, Room, StreamHandler, plugin_info, setting};
 
 const DEFAULT_GREETING: &str = "You're connected to the switchboard chat server";
 const MAX_NICK: usize = 32;
+/// The longest `MAX_LINE`: tag, line, ` [cut]` and `\r\n` stay within the hub's 64 KiB.
+const MAX_LINE_LIMIT: usize = 65_000;
 
 struct Chat;
 
@@ -56,8 +62,10 @@ impl Client {
             msg.extend_from_slice(b" [cut]");
         }
         msg.extend_from_slice(b"\r\n");
-        room.publish(&msg);
-        Ok(())
+        match room.publish(&msg) {
+            Ok(()) => Ok(()),
+            Err(e) => conn.write_all(format!("* not relayed: {}\r\n", e.name()).as_bytes()),
+        }
     }
 
     fn command(&mut self, conn: &mut Connection, room: &Room, line: &str) -> std::io::Result<()> {
@@ -70,9 +78,10 @@ impl Client {
                 {
                     return conn.write_all(format!("* /nick NAME: 1-{MAX_NICK} characters, no spaces or brackets\r\n").as_bytes());
                 }
-                room.publish(format!("* {} is now known as {arg}\r\n", self.nick).as_bytes());
+                // A refused notice only means the others hear of it later; the name is short.
+                let _ = room.publish(format!("* {} is now known as {arg}\r\n", self.nick).as_bytes());
                 self.nick = arg.to_string();
-                room.set_name(arg);
+                let _ = room.set_name(arg);
                 conn.write_all(format!("* you are now known as {arg}\r\n").as_bytes())
             }
             "/who" => {
@@ -120,22 +129,21 @@ impl Client {
 
 impl StreamHandler for Chat {
     fn handle(conn: &mut Connection) -> Result {
-        let max_line = setting("MAX_LINE", "4096").parse::<usize>().unwrap_or(4096).max(1);
+        let max_line = setting("MAX_LINE", "4096").parse::<usize>().unwrap_or(4096).clamp(1, MAX_LINE_LIMIT);
         let room = Room::join(&setting("ROOM", "chat"));
         let addr = conn.peer().to_string();
         // Announce first: once a client sees its welcome, everyone already in the room has
         // been told, and nobody who joins later hears an old join.
-        room.publish(format!("Client joined {addr}\r\n").as_bytes());
+        // Notices are best effort: a client over its publish budget is not told twice.
+        let _ = room.publish(format!("Client joined {addr}\r\n").as_bytes());
         conn.send(format!("{}\r\n", setting("GREETING", DEFAULT_GREETING)).as_bytes())?;
 
         let mut client = Client { nick: addr.clone(), addr, quit: false };
         let result = client.converse(conn, &room, max_line);
         // However it ended (close, reset, /quit, host-side close), the others hear of it.
-        room.publish(format!("Client left {}\r\n", client.addr).as_bytes());
-        match result {
-            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof) => Ok(()),
-            other => Ok(other?),
-        }
+        let _ = room.publish(format!("Client left {}\r\n", client.addr).as_bytes());
+        // A client that reset or went away mid-write ends quietly (the SDK sees to it).
+        Ok(result?)
     }
 }
 

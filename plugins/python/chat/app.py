@@ -10,16 +10,22 @@ Beyond the seed: ``/nick NAME`` (later lines show ``[NAME]``; join/leave notices
 address), ``/who`` (the members, to the asker only), ``/quit``. Empty lines are not
 relayed. A line longer than ``MAX_LINE`` bytes is relayed cut, ending in `` [cut]``.
 
-Settings: ``GREETING``, ``ROOM`` (hub room; default ``chat``), ``MAX_LINE`` (default 4096).
+A line the hub refuses (the sender is over its publish budget) is not relayed; the sender
+is told ``* not relayed: over-budget``.
+
+Settings: ``GREETING``, ``ROOM`` (hub room; default ``chat``), ``MAX_LINE`` (default 4096,
+at most 65,000 so that a relayed line always fits in one 64 KiB hub message).
 """
 
 import re
 
-from switchboard_sdk import INPUT, LineSplitter, Room, plugin_info, serve, setting
+from switchboard_sdk import INPUT, HubError, LineSplitter, Room, plugin_info, serve, setting
 
 VERSION = "0.1.0"
 DEFAULT_GREETING = "You're connected to the switchboard chat server"
 MAX_NICK = 32
+#: The longest ``MAX_LINE``: tag, line, `` [cut]`` and ``\r\n`` stay within the hub's 64 KiB.
+MAX_LINE_LIMIT = 65_000
 
 # Rust's `char::is_whitespace` (Unicode White_Space) and `str::trim`; Python's `isspace`
 # and `strip()` also take U+001C..U+001F.
@@ -30,10 +36,19 @@ USIZE_MAX = 2**32 - 1
 
 
 def max_line():
-    """``MAX_LINE``, read as the Rust chat reads it: 4096 unless a valid size, at least 1."""
+    """``MAX_LINE``, read as the Rust chat reads it: 4096 unless a valid size, from 1 to
+    65,000."""
     text = setting("MAX_LINE", "4096")
     value = int(text) if USIZE.fullmatch(text) else 4096
-    return max(value if value <= USIZE_MAX else 4096, 1)
+    return min(max(value if value <= USIZE_MAX else 4096, 1), MAX_LINE_LIMIT)
+
+
+def notify(room, msg):
+    """Publishes a notice, best effort: a sender over its budget is not told twice."""
+    try:
+        room.publish(msg)
+    except HubError:
+        pass
 
 
 def tag(nick):
@@ -69,7 +84,10 @@ class Client:
         if not cut and line.startswith(b"/"):
             self.command(line.decode("utf-8", "replace"))
             return
-        self.room.publish(tag(self.nick).encode() + line + (b" [cut]" if cut else b"") + b"\r\n")
+        try:
+            self.room.publish(tag(self.nick).encode() + line + (b" [cut]" if cut else b"") + b"\r\n")
+        except HubError as e:
+            self.conn.write(f"* not relayed: {e.reason}\r\n".encode())
 
     def command(self, line):
         cmd, _, arg = line.partition(" ")
@@ -78,7 +96,7 @@ class Client:
             if bad_nick(arg):
                 self.conn.write(f"* /nick NAME: 1-{MAX_NICK} characters, no spaces or brackets\r\n".encode())
                 return
-            self.room.publish(f"* {self.nick} is now known as {arg}\r\n".encode())
+            notify(self.room, f"* {self.nick} is now known as {arg}\r\n".encode())
             self.nick = arg
             self.room.set_name(arg)
             self.conn.write(f"* you are now known as {arg}\r\n".encode())
@@ -116,17 +134,16 @@ def chat(conn):
         addr = conn.peer
         # Announce first: once a client sees its welcome, everyone already in the room has
         # been told, and nobody who joins later hears an old join.
-        room.publish(f"Client joined {addr}\r\n".encode())
+        notify(room, f"Client joined {addr}\r\n".encode())
         conn.sendall(f"{setting('GREETING', DEFAULT_GREETING)}\r\n".encode())
 
         client = Client(conn, room, addr)
         try:
             client.converse(limit)
-        except (ConnectionResetError, BrokenPipeError):
-            pass  # the client went away: not an error of ours
         finally:
-            # However it ended (close, reset, /quit, host-side close), the others hear of it.
-            room.publish(f"Client left {client.addr}\r\n".encode())
+            # However it ended (close, reset, /quit, host-side close), the others hear of it;
+            # a client that went away ends quietly (serve sees to it).
+            notify(room, f"Client left {client.addr}\r\n".encode())
 
 
 class Meta:

@@ -46,7 +46,7 @@ except ImportError:
 
 from .framing import LineSplitter
 
-__all__ = ["Connection", "Room", "LineSplitter", "INPUT", "ROOM", "plugin_info", "setting", "serve"]
+__all__ = ["Connection", "Room", "HubError", "LineSplitter", "INPUT", "ROOM", "plugin_info", "setting", "serve"]
 
 #: Bytes asked for per read from the host; large reads keep bulk transfers cheap.
 READ_CHUNK = 64 * 1024
@@ -232,21 +232,50 @@ class Connection(_Holder):
     _OWNED = ("_input_ready", "_output_ready", "_input", "_output")
 
 
+class HubError(Exception):
+    """The hub refused a call; ``reason`` is the WIT ``hub-error`` case: ``name-too-long``,
+    ``message-too-large``, ``too-many-members`` or ``over-budget``."""
+
+    def __init__(self, err):
+        self.reason = _HUB_ERRORS.get(err.value, str(err.value))
+        super().__init__(self.reason)
+
+
+try:
+    _HUB_ERRORS = {
+        hub.HubError.NAME_TOO_LONG: "name-too-long",
+        hub.HubError.MESSAGE_TOO_LARGE: "message-too-large",
+        hub.HubError.TOO_MANY_MEMBERS: "too-many-members",
+        hub.HubError.OVER_BUDGET: "over-budget",
+    }
+except NameError:
+    _HUB_ERRORS = {}  # the datagram-plugin world has no hub
+
+
 class Room(_Holder):
     """Membership of one hub room; leaving is :meth:`close` (or the end of a ``with``).
 
     A message published reaches every *other* member. The host keeps a bounded queue per
     member; a member that falls too far behind is removed and its connection closed.
+    The host's bounds (names at most 256 bytes, 16 rooms per connection, messages at most
+    64 KiB, 8 MiB and 1,000 messages per second per member) raise :class:`HubError`.
     """
 
     def __init__(self, name):
-        self._member = hub.Member(name)
+        try:
+            self._member = hub.Member.join(name)
+        except Err as e:
+            raise HubError(e) from None
         #: The pollable that is ready when a message is waiting (see :meth:`Connection.wait`).
         self.pollable = self._member.subscribe()
 
     def publish(self, msg):
-        """Sends ``msg`` (bytes, at most 64 KiB) to every other member."""
-        self._member.publish(bytes(msg))
+        """Sends ``msg`` (bytes, at most 64 KiB) to every other member; raises
+        :class:`HubError` when the hub refuses it (the message was not sent)."""
+        try:
+            self._member.try_publish(bytes(msg))
+        except Err as e:
+            raise HubError(e) from None
 
     def try_recv(self):
         """The next waiting message, or ``None`` (never blocks)."""
@@ -263,11 +292,15 @@ class Room(_Holder):
         return self._member.count()
 
     def set_name(self, name):
-        """Sets this member's display name (initially the connection's peer address)."""
-        self._member.set_name(name)
+        """Sets this member's display name (initially the connection's peer address);
+        raises :class:`HubError` for a name longer than 256 bytes."""
+        try:
+            self._member.try_set_name(name)
+        except Err as e:
+            raise HubError(e) from None
 
     def names(self):
-        """Display names of all members, oldest first."""
+        """Display names of the members (at most the 1,000 oldest), oldest first."""
         return self._member.names()
 
     # Leaving the room: the pollable, then the membership.
@@ -279,16 +312,19 @@ def serve(handle, info, input, output):
     SDK's export macros do.
 
     What was written is delivered whether ``handle`` returns or raises; a peer that has
-    gone away (``BrokenPipeError`` while flushing) is not an error of the plugin's. An
-    exception becomes the ``err`` the host logs: ``Err(msg)`` as raised, ``OSError``
-    (including ``ConnectionResetError``) by its message, anything else with its traceback
-    printed to the host log first.
+    gone away (``BrokenPipeError`` or ``ConnectionResetError``, from ``handle`` or while
+    flushing) ends the conversation quietly: it is not an error of the plugin's. Any
+    other exception becomes the ``err`` the host logs: ``Err(msg)`` as raised, another
+    ``OSError`` by its message, anything else with its traceback printed to the host log
+    first.
     """
     conn = Connection(info, input, output)
     try:
         failure = None
         try:
             handle(conn)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the peer reset or went away while we wrote: not the plugin's error
         except Err as e:
             failure = e
         except OSError as e:

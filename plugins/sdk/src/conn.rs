@@ -27,6 +27,8 @@ pub struct Connection {
     buf: Vec<u8>,
     pos: usize,
     eof: bool,
+    /// The peer reset the connection or stopped taking our output.
+    peer_gone: bool,
 }
 
 /// What [`Connection::wait`] saw first.
@@ -50,12 +52,20 @@ impl Connection {
             buf: Vec::new(),
             pos: 0,
             eof: false,
+            peer_gone: false,
         }
     }
 
     /// Who is on the other end, and how they reached us.
     pub fn info(&self) -> &ConnectionInfo {
         &self.info
+    }
+
+    /// Whether the peer has gone away: it reset the connection, or closed it while we
+    /// were writing. The SDK ends such a conversation quietly, whatever the handler
+    /// returns, because the peer leaving is no fault of the plugin's.
+    pub fn peer_gone(&self) -> bool {
+        self.peer_gone
     }
 
     /// The peer's address (`HOST:PORT`), or the device path of a serial line.
@@ -68,7 +78,8 @@ impl Connection {
         // A small message goes out in one host call: write, flush and wait, inside the
         // host (the call is limited to 4096 bytes by the WASI contract).
         if data.len() <= SMALL_SEND {
-            return self.output.blocking_write_and_flush(data).map_err(|e| stream_error(e, ErrorKind::BrokenPipe));
+            let sent = self.output.blocking_write_and_flush(data);
+            return sent.map_err(|e| self.write_error(e));
         }
         self.write_all(data)?;
         self.flush()
@@ -86,6 +97,14 @@ impl Connection {
     /// Bytes already received and not yet consumed (never blocks).
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.pos..]
+    }
+}
+
+impl Connection {
+    /// The I/O error for a failed write; the peer is gone either way.
+    fn write_error(&mut self, err: StreamError) -> io::Error {
+        self.peer_gone = true;
+        stream_error(err, ErrorKind::BrokenPipe)
     }
 }
 
@@ -116,7 +135,11 @@ impl BufRead for Connection {
                     self.pos = 0;
                 }
                 Err(StreamError::Closed) => self.eof = true,
-                Err(e) => return Err(stream_error(e, ErrorKind::UnexpectedEof)),
+                Err(e) => {
+                    // A failed read is a reset: the peer is gone.
+                    self.peer_gone = true;
+                    return Err(stream_error(e, ErrorKind::UnexpectedEof));
+                }
             }
         }
         Ok(&self.buf[self.pos..])
@@ -133,21 +156,21 @@ impl Write for Connection {
             return Ok(0);
         }
         loop {
-            let permit = self.output.check_write().map_err(|e| stream_error(e, ErrorKind::BrokenPipe))?;
+            let permit = self.output.check_write().map_err(|e| self.write_error(e))?;
             if permit == 0 {
                 self.output_ready.block();
                 continue;
             }
             let n = data.len().min(usize::try_from(permit).unwrap_or(usize::MAX));
-            self.output.write(&data[..n]).map_err(|e| stream_error(e, ErrorKind::BrokenPipe))?;
+            self.output.write(&data[..n]).map_err(|e| self.write_error(e))?;
             return Ok(n);
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.output.flush().map_err(|e| stream_error(e, ErrorKind::BrokenPipe))?;
+        self.output.flush().map_err(|e| self.write_error(e))?;
         // `check-write` reports 0 until the flush has completed.
-        while self.output.check_write().map_err(|e| stream_error(e, ErrorKind::BrokenPipe))? == 0 {
+        while self.output.check_write().map_err(|e| self.write_error(e))? == 0 {
             self.output_ready.block();
         }
         Ok(())

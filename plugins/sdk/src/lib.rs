@@ -45,6 +45,7 @@ pub mod worlds {
 pub use conn::{Connection, Event};
 pub use error::{Error, Result};
 pub use room::Room;
+pub use worlds::full::switchboard::plugin::hub::HubError;
 pub use worlds::full::switchboard::plugin::types::{ConnectionInfo, PluginInfo, Role, Transport};
 
 /// The wasi:io bindings the streams are made of.
@@ -92,12 +93,13 @@ pub fn run_stream<H: StreamHandler>(info: ConnectionInfo, input: InputStream, ou
     use std::io::Write;
     let mut conn = Connection::new(info, input, output);
     let result = H::handle(&mut conn);
-    // Deliver what was written even when the handler failed; a peer that has gone away
-    // is not an error of the plugin's.
-    let flushed = match conn.flush() {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    };
+    // Deliver what was written even when the handler failed.
+    let flushed = conn.flush();
+    // A peer that reset or closed while we read or wrote ends the conversation; that is
+    // not an error of the plugin's, whatever the handler made of it.
+    if conn.peer_gone() {
+        return Ok(());
+    }
     result.map_err(|e| e.to_string())?;
     flushed.map_err(|e| format!("flushing output: {e}"))
 }

@@ -1,5 +1,6 @@
-//! faults: one switchboard serves echo beside five copies of the misbehave fixture
-//! (panic, alloc, recurse, busy, flood). Echo's rtt load runs in two phases against the
+//! faults: one switchboard serves echo beside eleven copies of the misbehave fixture
+//! (panic, alloc, recurse, busy, flood, and six loops on host calls: clock, poll, hub
+//! publish, hub names, newline-free print, hub joins). Echo's rtt load runs in two phases against the
 //! same process, taking turns in rounds: alone, then while misbehaving clients hammer the
 //! other listeners. There is no baseline server: the "baseline" column of these rows is
 //! the quiet phase.
@@ -21,7 +22,22 @@ use crate::rounds::{ROUNDS, merge_into};
 use crate::scenarios::{MESSAGE, PREFIX, RTT_CONNS};
 
 /// The misbehaving plugins: (file stem, the fixture's MODE).
-const MISBEHAVERS: [(&str, &str); 5] = [("panicky", "panic"), ("oom", "alloc"), ("deep", "recurse"), ("busy", "busy"), ("flood", "flood")];
+const MISBEHAVERS: [(&str, &str); 11] = [
+    ("panicky", "panic"),
+    ("oom", "alloc"),
+    ("deep", "recurse"),
+    ("busy", "busy"),
+    ("flood", "flood"),
+    ("clock", "clock-loop"),
+    ("polls", "poll-loop"),
+    ("publish", "publish-loop"),
+    ("names", "names-loop"),
+    ("printer", "print-flood"),
+    ("members", "member-loop"),
+];
+/// The ones that loop on host calls until the CPU budget ends them: one client each,
+/// reconnecting when closed.
+const HOST_CALL_LOOPS: [&str; 6] = ["clock", "polls", "publish", "names", "printer", "members"];
 /// The ones whose connections end quickly: each gets this many clients that connect, send
 /// a byte and wait for the close, over and over.
 const CRASHERS: [&str; 3] = ["panicky", "oom", "deep"];
@@ -42,6 +58,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(10);
 const RSS_SAMPLE: Duration = Duration::from_millis(50);
 /// faults goal: echo p99 with misbehaving plugins at most this many times the quiet p99.
 const FAULTS_P99_GOAL: f64 = 2.0;
+/// faults goal: every host-call loop is closed within 2.5 s of its first byte (1.25× its 2 s budget).
+const HOST_CALL_LOOP_GOAL: f64 = 2.5;
 
 impl Bench<'_> {
     /// faults: echo p99 alone, then beside misbehaving plugins, in one switchboard process.
@@ -91,6 +109,14 @@ impl Bench<'_> {
                 None,
                 o.and_then(|o| secs(o.busy_closed.percentile(100.0))),
             ),
+            Row::new(
+                Scenario::Faults.name(),
+                "host-call loop closed after (cpu budget 2 s), max",
+                Unit::Seconds,
+                None,
+                o.and_then(|o| secs(o.loops_closed.percentile(100.0))),
+            )
+            .goal(Goal::AtMost(HOST_CALL_LOOP_GOAL)),
         ]
     }
 
@@ -129,6 +155,8 @@ struct FaultsOutcome {
     loaded_rss: u64,
     /// How long each busy loop ran before the server closed its connection.
     busy_closed: Latencies,
+    /// The same for the host-call loops.
+    loops_closed: Latencies,
     /// What the misbehaving clients did, for the note.
     attacks: String,
 }
@@ -163,6 +191,9 @@ async fn faults_run(server: &Server, duration: Duration, notes: &mut Vec<String>
         for _ in 0..BUSY_CLIENTS {
             attackers.spawn(provoke_until("busy", busy, deadline));
         }
+        for name in HOST_CALL_LOOPS {
+            attackers.spawn(provoke_until(name, listener(name)?, deadline));
+        }
         let flood = listener("flood")?;
         for _ in 0..FLOOD_CLIENTS {
             attackers.spawn(hold_unread(flood, deadline));
@@ -185,11 +216,15 @@ async fn faults_run(server: &Server, duration: Duration, notes: &mut Vec<String>
     phase_progress(server, "with misbehaving plugins", &loaded, notes);
 
     let mut busy_closed = Vec::new();
+    let mut loops_closed = Vec::new();
     let mut described = Vec::new();
     for t in &mut tallies {
         let closes = std::mem::take(&mut t.closed);
         if t.name == "busy" {
             busy_closed.clone_from(&closes);
+        }
+        if HOST_CALL_LOOPS.contains(&t.name) {
+            loops_closed.extend_from_slice(&closes);
         }
         let closes = Latencies::new(closes);
         let mut text = format!("{} {} connection(s) closed by the server", t.name, thousands(closes.len() as f64));
@@ -214,7 +249,15 @@ async fn faults_run(server: &Server, duration: Duration, notes: &mut Vec<String>
     if quiet.ops == 0 || loaded.ops == 0 {
         bail!("echo answered nothing in a phase: quiet {}; loaded {}", quiet.errors.describe(), loaded.errors.describe());
     }
-    Ok(FaultsOutcome { quiet, loaded, quiet_rss, loaded_rss, busy_closed: Latencies::new(busy_closed), attacks: described.join("; ") })
+    Ok(FaultsOutcome {
+        quiet,
+        loaded,
+        quiet_rss,
+        loaded_rss,
+        busy_closed: Latencies::new(busy_closed),
+        loops_closed: Latencies::new(loops_closed),
+        attacks: described.join("; "),
+    })
 }
 
 /// A progress line for one faults phase, its errors as a note.
@@ -323,6 +366,6 @@ mod tests {
             assert!(MISBEHAVERS[i + 1..].iter().all(|(b, _)| a != b));
             assert_ne!(*a, "echo");
         }
-        assert!(CRASHERS.iter().all(|c| MISBEHAVERS.iter().any(|(m, _)| m == c)));
+        assert!(CRASHERS.iter().chain(&HOST_CALL_LOOPS).all(|c| MISBEHAVERS.iter().any(|(m, _)| m == c)));
     }
 }

@@ -4,8 +4,8 @@ wit_bindgen::generate!({
     path: "../../../../wit",
     world: "stream-plugin",
     with: {
-        "switchboard:plugin/types@0.1.0": switchboard_world_full::switchboard::plugin::types,
-        "switchboard:plugin/hub@0.1.0": switchboard_world_full::switchboard::plugin::hub,
+        "switchboard:plugin/types@0.1.1": switchboard_world_full::switchboard::plugin::types,
+        "switchboard:plugin/hub@0.1.1": switchboard_world_full::switchboard::plugin::hub,
         "wasi:io/poll@0.2.12": switchboard_world_full::wasi::io::poll,
         "wasi:io/streams@0.2.12": switchboard_world_full::wasi::io::streams,
         "wasi:io/error@0.2.12": switchboard_world_full::wasi::io::error,
