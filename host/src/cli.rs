@@ -85,8 +85,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value_t = defaults::MEMORY_LIMIT, value_parser = parse_memory_limit)]
     pub memory_limit: Size,
 
-    /// Time a plugin's code may run on one connection (host calls and waiting for I/O
-    /// are free; waiting for a core after yielding is not); then it traps.
+    /// CPU one connection may use: the plugin's code and the host's work in its calls
+    /// (calls that move the connection's bytes, and waiting for I/O, are free; waiting
+    /// for a core after yielding is not); then it traps.
     #[arg(long, value_name = "DUR", default_value_t = defaults::CPU_BUDGET)]
     pub cpu_budget: OptionalDuration,
 

@@ -124,7 +124,7 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
         let s = service.counters.snapshot();
         tracing::info!(
             plugin = %service.name(), served = s.served, errors = s.errors, traps = s.traps,
-            limit_hits = s.limit_hits, refused = s.refused, "stopped"
+            limit_hits = s.limit_hits, host_failures = s.host_failures, refused = s.refused, "stopped"
         );
     }
     Ok(())

@@ -16,6 +16,8 @@ pub(crate) struct Counters {
     pub(crate) traps: AtomicU64,
     /// Connections ended by a limit (memory, CPU, idle, duration).
     pub(crate) limit_hits: AtomicU64,
+    /// Connections the host failed to start (its own failure, not the plugin's).
+    pub(crate) host_failures: AtomicU64,
     /// Connections refused at admission.
     pub(crate) refused: AtomicU64,
     log: LogLimiter,
@@ -32,6 +34,8 @@ pub(crate) struct Snapshot {
     pub(crate) traps: u64,
     /// See [`Counters::limit_hits`].
     pub(crate) limit_hits: u64,
+    /// See [`Counters::host_failures`].
+    pub(crate) host_failures: u64,
     /// See [`Counters::refused`].
     pub(crate) refused: u64,
 }
@@ -50,6 +54,7 @@ impl Counters {
             errors: get(&self.errors),
             traps: get(&self.traps),
             limit_hits: get(&self.limit_hits),
+            host_failures: get(&self.host_failures),
             refused: get(&self.refused),
         }
     }

@@ -52,7 +52,8 @@ impl Service {
         let counter = match outcome {
             Outcome::Ok | Outcome::Closed(_) => None,
             Outcome::Err(_) => Some(&c.errors),
-            Outcome::Trap(_) | Outcome::Failed(_) => Some(&c.traps),
+            Outcome::Trap(_) => Some(&c.traps),
+            Outcome::Failed(_) => Some(&c.host_failures),
             Outcome::Limit(..) => Some(&c.limit_hits),
         };
         let Some(counter) = counter else {

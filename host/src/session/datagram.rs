@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::outcome::{CallEnd, Circumstances, Outcome, classify};
+use super::outcome::{CallEnd, Circumstances, Outcome, classify, instantiation_error};
 use crate::guest::closer::Closer;
 use crate::instance::LimitHit;
 use crate::instance::live::{Conversation, Live};
@@ -43,7 +43,7 @@ pub(crate) async fn handle(
     let cpu = live.cpu();
     let call = cpu.meter(async {
         let store = &mut live.store;
-        let instance = plugin.instance_pre().instantiate_async(&mut *store).await?;
+        let instance = plugin.instance_pre().instantiate_async(&mut *store).await.map_err(instantiation_error)?;
         let guest = exports.load(&mut *store, &instance)?;
         guest.call_handle_datagram(&mut *store, &peer, &payload).await
     });

@@ -30,6 +30,23 @@ pub(crate) enum CallEnd<T> {
     Overdue(String),
 }
 
+/// Marks an error as the host's failure, not the plugin's: the host could not make the
+/// instance (the pool or the kernel refused it), although the plugin did nothing wrong.
+#[derive(Debug)]
+pub(crate) struct HostFailed;
+
+impl std::fmt::Display for HostFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the host could not make an instance")
+    }
+}
+
+/// Marks an instantiation error that is not a trap of the plugin's own code (its start
+/// function, its initialisers) as [`HostFailed`].
+pub(crate) fn instantiation_error(e: wasmtime::Error) -> wasmtime::Error {
+    if e.downcast_ref::<wasmtime::Trap>().is_some() { e } else { e.context(HostFailed) }
+}
+
 /// What the host knows about the call besides how it ended.
 #[derive(Debug, Default)]
 pub(crate) struct Circumstances {
@@ -53,6 +70,7 @@ pub(crate) fn classify<T>(end: CallEnd<T>, why: Circumstances) -> Result<T, Outc
             let limit = why.limit.or(why.memory_refused.then_some(LimitHit::Memory));
             Err(match (limit, why.closed) {
                 (Some(hit), _) => Outcome::Limit(hit, format!("{e:#}")),
+                (None, _) if e.downcast_ref::<HostFailed>().is_some() => Outcome::Failed(format!("{e:#}")),
                 (None, Some(reason)) => Outcome::Closed(reason),
                 (None, None) => Outcome::Trap(format!("{e:?}")),
             })
@@ -87,6 +105,13 @@ mod tests {
         let late =
             classify::<()>(CallEnd::Overdue("no answer".into()), Circumstances { limit: Some(LimitHit::Duration), ..Default::default() });
         assert_eq!(late, Err(Outcome::Limit(LimitHit::Duration, "no answer".into())));
+        let host = CallEnd::<()>::Failed(instantiation_error(wasmtime::format_err!("mmap failed: Cannot allocate memory")));
+        assert!(
+            matches!(classify(host, Circumstances::default()), Err(Outcome::Failed(m)) if m.contains("mmap failed")),
+            "the host's failure to instantiate is not the plugin's trap"
+        );
+        let start_trap = CallEnd::<()>::Failed(instantiation_error(wasmtime::Error::from(wasmtime::Trap::UnreachableCodeReached)));
+        assert!(matches!(classify(start_trap, Circumstances::default()), Err(Outcome::Trap(_))), "a trap while starting is the plugin's");
         let memory_but_coped = Circumstances { memory_refused: true, ..Default::default() };
         assert_eq!(classify(CallEnd::Returned(()), memory_but_coped), Ok(()), "a plugin that coped with a refused growth did not fail");
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
-use super::outcome::{CallEnd, Circumstances, Outcome, classify};
+use super::outcome::{CallEnd, Circumstances, Outcome, classify, instantiation_error};
 use super::watchdog::watchdog;
 use crate::config::Limits;
 use crate::guest::bindings::ConnectionInfo;
@@ -71,7 +71,7 @@ where
         let table = &mut store.data_mut().table;
         let input = table.push(input)?;
         let output = table.push(output)?;
-        let instance = plugin.instance_pre().instantiate_async(&mut *store).await?;
+        let instance = plugin.instance_pre().instantiate_async(&mut *store).await.map_err(instantiation_error)?;
         let guest = exports.load(&mut *store, &instance)?;
         guest.call_handle_connection(&mut *store, &info, input, output).await
     });
