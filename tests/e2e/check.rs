@@ -71,6 +71,14 @@ fn serve_and_connect_name_the_flag_that_is_wrong() {
     let spec = format!("{}@127.0.0.1:0", echo.display());
     let e = echo.display().to_string();
     assert_refused(&["serve", "--plugin", &spec, "--max-connections", "0"], "at least 1");
+    // More connections than the kernel's memory-map areas can hold: refused at the start,
+    // with the numbers, instead of failing instantiations under load.
+    let max_map_count: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap().trim().parse().unwrap();
+    let too_many = (max_map_count / 6 + 1000).to_string();
+    assert_refused(
+        &["serve", "--plugin", &spec, "--max-connections", &too_many],
+        &format!("memory-map areas, but vm.max_map_count is {max_map_count}: lower --max-connections to at most"),
+    );
     assert_refused(&["serve", "--plugins", "nonexistent-dir"], "--plugins nonexistent-dir: no such directory");
     for tiny_or_huge in ["64", "64k", "1TiB"] {
         assert_refused(&["serve", "--plugin", &spec, "--memory-limit", tiny_or_huge], "a memory limit must be from 1MiB to 4GiB");

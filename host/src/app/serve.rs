@@ -16,6 +16,7 @@ use crate::control::sources::Sources;
 use crate::control::{ReloadError, watch};
 use crate::instance::LoadError;
 use crate::instance::cache::ArtifactCache;
+use crate::instance::capacity::{self, CapacityError, KernelLimits};
 use crate::instance::runtime::{Runtime, RuntimeOptions};
 use crate::listener::Shared;
 use crate::session::stream::CLOSE_GRACE;
@@ -30,6 +31,9 @@ pub enum StartError {
     /// The runtime could not be built.
     #[error("cannot start the WebAssembly runtime")]
     Runtime(#[source] anyhow::Error),
+    /// The kernel's limits cannot hold the connections asked for.
+    #[error(transparent)]
+    Capacity(#[from] CapacityError),
     /// No plugin was given.
     #[error("no plugins to serve: give --plugin PATH, --plugins DIR or --config FILE")]
     NoPlugins,
@@ -89,6 +93,8 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
         cache: ArtifactCache::from_config(&config.cache),
         ..RuntimeOptions::default()
     };
+    let connections = config.admission.max_connections as u64;
+    capacity::check(u64::from(runtime.max_instances), connections, KernelLimits::read())?;
     let rt = Runtime::new(runtime).map_err(|e| StartError::Runtime(e.into()))?;
     let shared = Shared {
         rt,
