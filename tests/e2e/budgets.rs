@@ -190,11 +190,11 @@ fn reset(s: TcpStream) {
     assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
 }
 
-/// A client that resets while echo (Rust SDK) and echo-py (Python SDK) write back ends the
-/// connection quietly: no plugin error in the log.
+/// A client that resets while echo (Rust SDK), echo-py (Python SDK) and echo-js
+/// (JavaScript SDK) write back ends the connection quietly: no plugin error in the log.
 #[test]
 fn a_peer_that_resets_while_the_plugin_writes_is_no_plugin_error() {
-    for name in ["echo", "echo-py"] {
+    for name in ["echo", "echo-py", "echo-js"] {
         let server = Server::start(&["--plugin", &spec(&plugin(name))], 1);
         for _ in 0..3 {
             let mut s = connect(server.addr(0));

@@ -53,6 +53,18 @@ export class Connection {
     this.input = input;
     this.output = output;
     this.outputReady = output.subscribe();
+    /**
+     * The peer reset the connection or stopped taking our output; `serve` then ends the
+     * conversation quietly, whatever `handle` threw, because the peer leaving is no fault
+     * of the plugin's.
+     */
+    this.peerGone = false;
+  }
+
+  /** The error for a failed write; the peer is gone either way. */
+  writeError(e) {
+    this.peerGone = true;
+    return streamError(e);
   }
 
   /** The next bytes the peer sent (blocking); empty at the end of the stream. */
@@ -62,6 +74,8 @@ export class Connection {
     } catch (e) {
       const err = streamError(e);
       if (err.closed) return new Uint8Array(0);
+      // A failed read is a reset: the peer is gone.
+      this.peerGone = true;
       throw err;
     }
   }
@@ -78,7 +92,7 @@ export class Connection {
       try {
         this.output.write(data.subarray(0, n));
       } catch (e) {
-        throw streamError(e);
+        throw this.writeError(e);
       }
       data = data.subarray(n);
     }
@@ -89,7 +103,7 @@ export class Connection {
     try {
       this.output.flush();
     } catch (e) {
-      throw streamError(e);
+      throw this.writeError(e);
     }
     // check-write reports 0 until the flush has completed.
     while (this.checkWrite() === 0) this.outputReady.block();
@@ -105,7 +119,7 @@ export class Connection {
     try {
       return Number(this.output.checkWrite());
     } catch (e) {
-      throw streamError(e);
+      throw this.writeError(e);
     }
   }
 
@@ -120,8 +134,9 @@ export class Connection {
 
 /**
  * Runs `handle(conn)` on the streams handle-connection was given, as the Rust SDK's export
- * macros do: what was written is delivered whether `handle` returns or throws (a peer that
- * has gone away is not an error), and a thrown error becomes the `err` the host logs.
+ * macros do: what was written is delivered whether `handle` returns or throws; a peer that
+ * reset or went away while we wrote ends the conversation quietly (it is not the plugin's
+ * error), and any other thrown error becomes the `err` the host logs.
  */
 export function serve(handle, info, input, output) {
   const conn = new Connection(info, input, output);
@@ -138,5 +153,6 @@ export function serve(handle, info, input, output) {
   } finally {
     conn.close();
   }
+  if (conn.peerGone) return;
   if (failure !== undefined) throw String(failure?.message ?? failure);
 }
