@@ -3,7 +3,7 @@
 //! idle), and the session's watchdog reads it for the idle timeout.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::util::clock::coarse_clock;
@@ -19,12 +19,21 @@ pub struct Activity {
     /// The last activity, coarse nanoseconds after the start.
     last: AtomicU64,
     bytes: AtomicU64,
+    /// The plugin yielded at an epoch tick and waits for a core: it is running, not idle,
+    /// however long a loaded machine keeps it waiting.
+    yielded: AtomicU32,
 }
 
 impl Activity {
     /// Activity starting now.
     pub fn new() -> Arc<Activity> {
-        Arc::new(Activity { start: Instant::now(), start_coarse: coarse_clock(), last: AtomicU64::new(0), bytes: AtomicU64::new(0) })
+        Arc::new(Activity {
+            start: Instant::now(),
+            start_coarse: coarse_clock(),
+            last: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            yielded: AtomicU32::new(0),
+        })
     }
 
     /// Records activity now.
@@ -36,6 +45,18 @@ impl Activity {
     pub fn moved(&self, n: usize) {
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         self.touch();
+    }
+
+    /// The plugin yielded at an epoch tick and waits to run again, until the guard is
+    /// dropped (its resumption counts as activity).
+    pub fn yielded(self: &Arc<Self>) -> WaitingForCore {
+        self.yielded.fetch_add(1, Ordering::Relaxed);
+        WaitingForCore(self.clone())
+    }
+
+    /// Whether the plugin is waiting for a core after a yield.
+    pub fn waiting_for_core(&self) -> bool {
+        self.yielded.load(Ordering::Relaxed) > 0
     }
 
     /// Bytes moved so far.
@@ -51,5 +72,15 @@ impl Activity {
     /// When the connection started.
     pub fn started(&self) -> Instant {
         self.start
+    }
+}
+
+/// A plugin's wait for a core after a yield, from [`Activity::yielded`].
+pub struct WaitingForCore(Arc<Activity>);
+
+impl Drop for WaitingForCore {
+    fn drop(&mut self) {
+        self.0.yielded.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
     }
 }

@@ -152,7 +152,7 @@ fn at_epoch(state: &mut State, budget: Option<Duration>) -> wasmtime::Result<Upd
     // I/O-bound one that just woke up (echo, hit by a tick while it waited) would
     // otherwise pay for every queue it sits in on a busy machine.
     let charge_wait = running >= lane::HELD;
-    Ok(UpdateDeadline::YieldCustom(1, yield_charged(cpu, charge_wait)))
+    Ok(UpdateDeadline::YieldCustom(1, yield_charged(cpu, charge_wait, state.activity.clone())))
 }
 
 /// How a running guest yields at an epoch tick: through `tokio::task::yield_now`, which
@@ -164,10 +164,14 @@ fn at_epoch(state: &mut State, budget: Option<Duration>) -> wasmtime::Result<Upd
 /// machine that is next to nothing; when low-priority (heavy-lane) threads get no CPU
 /// because others keep every core busy, it is what lets a spinning plugin still reach
 /// its budget in about that much wall time. Waiting for I/O is never charged.
-fn yield_charged(cpu: Arc<CpuMeter>, charge_wait: bool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+///
+/// While it waits, its connection's `activity` knows it is not idle.
+fn yield_charged(cpu: Arc<CpuMeter>, charge_wait: bool, activity: Option<Arc<Activity>>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         let started = coarse_clock();
+        let waiting = activity.as_ref().map(Activity::yielded);
         tokio::task::yield_now().await;
+        drop(waiting);
         if charge_wait {
             cpu.charge(Duration::from_nanos(coarse_clock().saturating_sub(started)));
         }
