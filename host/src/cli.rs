@@ -132,6 +132,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = defaults::UDP_AMPLIFICATION)]
     pub udp_amplification: Amplification,
 
+    /// Serve the admin HTTP endpoint (/metrics, /healthz, /readyz) on ADDR, e.g.
+    /// 127.0.0.1:9100 (port 0 picks a free port); loopback addresses only. Prints
+    /// `listening admin http://ADDR`. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<std::net::SocketAddr>,
+
     /// Compiled-artifact cache location.
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -225,6 +231,7 @@ impl ServeArgs {
             },
             udp: UdpOptions { replies_per_peer: self.udp_replies_per_peer.0, amplification: self.udp_amplification.0 },
             cache: self.cache.cache(),
+            admin: self.admin,
         })
     }
 }

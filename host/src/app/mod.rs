@@ -2,6 +2,7 @@
 //! [`check`](check::check). The binary's `cli` turns the command line into their
 //! arguments; nothing here knows about clap.
 
+pub mod admin;
 pub mod check;
 pub mod connect;
 pub mod serve;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
+use crate::app::admin::{self, AdminError};
 use crate::config::{ConfigError, PluginConfig, ServeConfig, name_of, not_a_directory};
 use crate::control::registry::Registry;
 use crate::control::sources::Sources;
@@ -79,6 +80,9 @@ pub enum StartError {
     /// A plugin named on the command line did not start.
     #[error(transparent)]
     Plugin(#[from] ReloadError),
+    /// The admin endpoint cannot start.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and drains.
@@ -119,6 +123,9 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
     }
     if registry.services().is_empty() && registry.sources().dir.is_none() {
         return Err(StartError::NoPlugins);
+    }
+    if let Some(addr) = config.admin {
+        admin::start(addr, registry.clone(), stop.clone()).await?;
     }
 
     shutdown.await;

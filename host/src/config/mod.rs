@@ -97,6 +97,8 @@ pub struct ServeConfig {
     pub udp: UdpOptions,
     /// The compiled-artifact cache.
     pub cache: CacheDir,
+    /// `--admin ADDR`: where the admin HTTP endpoint listens (loopback only); `None`: off.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServeConfig {
@@ -112,6 +114,7 @@ impl Default for ServeConfig {
             admission: AdmissionConfig::default(),
             udp: UdpOptions::default(),
             cache: CacheDir::Default,
+            admin: None,
         }
     }
 }
