@@ -127,7 +127,7 @@ impl Server {
                     if let Some(addr) = url.strip_prefix("tcp://").or_else(|| url.strip_prefix("udp://")) {
                         listeners.push((name.to_string(), addr.parse().expect("listening address")));
                     } else {
-                        assert!(url.starts_with("serial://"), "unexpected listener {url}");
+                        assert!(url.starts_with("serial://") || url.starts_with("http://"), "unexpected listener {url}");
                     }
                 }
                 _ => panic!("unexpected stdout line {line:?}"),
