@@ -109,6 +109,10 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
     let stop = CancellationToken::new();
     let registry = Registry::new(shared.clone(), stop.clone(), sources, config.limits, config.udp, overrides(&config))?;
 
+    // Up before the plugins load, so /readyz says 503 while they do.
+    if let Some(addr) = config.admin {
+        admin::start(addr, registry.clone(), stop.clone()).await?;
+    }
     // Watch before the first load, so a change made while loading is not missed.
     let watching = watch::spawn(registry.clone(), stop.clone()).map_err(StartError::Watch)?;
     // Plugins named on the command line must start; a bad one fails the start. Plugins
@@ -123,9 +127,6 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
     }
     if registry.services().is_empty() && registry.sources().dir.is_none() {
         return Err(StartError::NoPlugins);
-    }
-    if let Some(addr) = config.admin {
-        admin::start(addr, registry.clone(), stop.clone()).await?;
     }
 
     shutdown.await;
