@@ -3,8 +3,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -54,28 +52,7 @@ fn host_call_loops_end_within_their_budget_and_hurt_nobody_else() {
     let echo = server.addr(0);
     let addr = |name: &str| server.listeners.iter().find(|(n, _)| n == name).unwrap().1;
 
-    let done = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicUsize::new(0));
-    let exchanges = Arc::new(AtomicUsize::new(0));
-    let talkers: Vec<_> = (0..4)
-        .map(|i| {
-            let (done, errors, exchanges) = (done.clone(), errors.clone(), exchanges.clone());
-            thread::spawn(move || {
-                let mut s = connect(echo);
-                let msg = format!("{i:02}-budgets");
-                let mut reply = vec![0u8; 6 + msg.len()];
-                while !done.load(Ordering::Relaxed) {
-                    let ok = s.write_all(msg.as_bytes()).is_ok() && s.read_exact(&mut reply).is_ok() && reply[6..] == *msg.as_bytes();
-                    if ok {
-                        exchanges.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        s = connect(echo);
-                    }
-                }
-            })
-        })
-        .collect();
+    let talkers = EchoTalkers::start(echo, 4);
 
     let rss_before = server.rss_kib();
     let loops: Vec<_> = LOOPS
@@ -113,12 +90,9 @@ fn host_call_loops_end_within_their_budget_and_hurt_nobody_else() {
         assert!(trapped(&log) && log.contains("plugin trapped"), "{mode}: no trap with {reason:?} in the log:\n{log}");
     }
 
-    done.store(true, Ordering::Relaxed);
-    for t in talkers {
-        t.join().unwrap();
-    }
-    assert!(exchanges.load(Ordering::Relaxed) > 100, "echo barely answered: {}", exchanges.load(Ordering::Relaxed));
-    assert_eq!(errors.load(Ordering::Relaxed), 0, "echo clients saw errors beside the hostile plugins");
+    let (exchanges, errors) = talkers.stop();
+    assert!(exchanges > 100, "echo barely answered: {exchanges}");
+    assert_eq!(errors, 0, "echo clients saw errors beside the hostile plugins");
 
     let log = server.stderr();
     for mode in LOOPS {

@@ -2,8 +2,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -11,15 +9,6 @@ use crate::support::*;
 
 fn spec(path: &std::path::Path) -> String {
     format!("{}@127.0.0.1:0", path.display())
-}
-
-/// One request/response with the echo plugin; true if it came back right.
-fn echo_once(s: &mut TcpStream, msg: &[u8]) -> bool {
-    if s.write_all(msg).is_err() {
-        return false;
-    }
-    let mut reply = vec![0u8; 6 + msg.len()];
-    s.read_exact(&mut reply).is_ok() && reply[..6] == *b"Echo=>" && reply[6..] == *msg
 }
 
 /// Reads until the server closes; true if it closed (EOF or reset) within `limit`.
@@ -50,26 +39,7 @@ fn misbehaving_plugins_hurt_nobody_else() {
     let addr = |name: &str| server.listeners.iter().find(|(n, _)| n == name).unwrap().1;
 
     // Eight echo clients talk for the whole attack.
-    let done = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicUsize::new(0));
-    let exchanges = Arc::new(AtomicUsize::new(0));
-    let talkers: Vec<_> = (0..8)
-        .map(|i| {
-            let (done, errors, exchanges) = (done.clone(), errors.clone(), exchanges.clone());
-            thread::spawn(move || {
-                let mut s = connect(echo);
-                let msg = format!("{i:02}-0123456789abcdefghijklmnopqr");
-                while !done.load(Ordering::Relaxed) {
-                    if echo_once(&mut s, msg.as_bytes()) {
-                        exchanges.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        s = connect(echo);
-                    }
-                }
-            })
-        })
-        .collect();
+    let talkers = EchoTalkers::start(echo, 8);
 
     // Two busy loops: each must be ended by its CPU budget, within 10 s.
     let busy: Vec<_> = (0..2)
@@ -114,15 +84,12 @@ fn misbehaving_plugins_hurt_nobody_else() {
         eprintln!("busy loop closed after {took:?}");
     }
     peak_rss = peak_rss.max(server.rss_kib());
-    done.store(true, Ordering::Relaxed);
-    for t in talkers {
-        t.join().unwrap();
-    }
+    let (exchanges, errors) = talkers.stop();
     drop(floods);
-    eprintln!("echo exchanges during the attack: {}; peak RSS {} MiB", exchanges.load(Ordering::Relaxed), peak_rss / 1024);
+    eprintln!("echo exchanges during the attack: {}; peak RSS {} MiB", exchanges, peak_rss / 1024);
     let echo_lines = || server.stderr().lines().filter(|l| l.contains("plugin=echo")).take(20).collect::<Vec<_>>().join("\n");
-    assert_eq!(errors.load(Ordering::Relaxed), 0, "echo clients saw errors; the server said about echo:\n{}", echo_lines());
-    assert!(exchanges.load(Ordering::Relaxed) > 100, "echo clients made no progress");
+    assert_eq!(errors, 0, "echo clients saw errors; the server said about echo:\n{}", echo_lines());
+    assert!(exchanges > 100, "echo clients made no progress");
     assert!(peak_rss < 512 * 1024, "host RSS reached {} MiB", peak_rss / 1024);
     let log = server.stderr();
     for needle in ["panicking on purpose", "memory limit", "cpu budget"] {

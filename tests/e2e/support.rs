@@ -320,3 +320,56 @@ impl LineClient {
         let _ = self.reader.read_to_end(&mut rest);
     }
 }
+
+/// Echo clients that talk for as long as a test attacks the server beside them, each on
+/// one connection, reconnecting after a failed exchange (which is counted).
+pub struct EchoTalkers {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    exchanges: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    errors: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl EchoTalkers {
+    /// Starts `n` clients of the echo server at `addr`.
+    pub fn start(addr: SocketAddr, n: usize) -> EchoTalkers {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (done, exchanges, errors) = (Default::default(), Default::default(), Default::default());
+        let mut talkers = EchoTalkers { done, exchanges, errors, threads: Vec::new() };
+        for i in 0..n {
+            let (done, exchanges, errors) = (talkers.done.clone(), talkers.exchanges.clone(), talkers.errors.clone());
+            talkers.threads.push(std::thread::spawn(move || {
+                let mut s = connect(addr);
+                let msg = format!("{i:02}-0123456789abcdefghijklmnopqr");
+                while !done.load(Relaxed) {
+                    if echo_once(&mut s, msg.as_bytes()) {
+                        exchanges.fetch_add(1, Relaxed);
+                    } else {
+                        errors.fetch_add(1, Relaxed);
+                        s = connect(addr);
+                    }
+                }
+            }));
+        }
+        talkers
+    }
+
+    /// Stops the clients; the exchanges they made and the errors they saw.
+    pub fn stop(self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.done.store(true, Relaxed);
+        for t in self.threads {
+            t.join().expect("an echo client failed");
+        }
+        (self.exchanges.load(Relaxed), self.errors.load(Relaxed))
+    }
+}
+
+/// One request/response with the echo plugin; true if it came back right.
+pub fn echo_once(s: &mut TcpStream, msg: &[u8]) -> bool {
+    if s.write_all(msg).is_err() {
+        return false;
+    }
+    let mut reply = vec![0u8; 6 + msg.len()];
+    s.read_exact(&mut reply).is_ok() && reply[..6] == *b"Echo=>" && reply[6..] == *msg
+}

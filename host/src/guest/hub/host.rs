@@ -66,43 +66,24 @@ impl HubView<'_> {
         }
     }
 
-    /// Counts and logs a refusal and hands it back.
-    fn refused(&self, why: Refused, room: &str) -> Refused {
-        if let Some(ctx) = self.ctx {
-            ctx.hub.refused(why, room, &ctx.span, &ctx.log);
-        }
-        why
-    }
-
     /// Joins, or says why not; a full resource table traps.
     fn join_room(&mut self, room: &str) -> wasmtime::Result<Result<Resource<Member>, Refused>> {
         let ctx = self.ctx()?;
         match ctx.hub.join(room, ctx.name.clone(), ctx.closer.clone(), &ctx.held) {
             Ok(member) => Ok(Ok(self.table.push(member)?)),
-            Err(why) => Ok(Err(self.refused(why, room))),
+            Err(why) => Ok(Err(counted(self.ctx, why, room))),
         }
     }
 
     fn publish_checked(&mut self, this: &Resource<Member>, msg: Vec<u8>) -> wasmtime::Result<Result<(), Refused>> {
+        let ctx = self.ctx;
         let member = self.table.get_mut(this)?;
-        match member.try_publish(msg) {
-            Ok(()) => Ok(Ok(())),
-            Err(why) => {
-                let room = member.room().to_string();
-                Ok(Err(self.refused(why, &room)))
-            }
-        }
+        Ok(member.try_publish(msg).map_err(|why| counted(ctx, why, member.room())))
     }
 
     fn rename(&mut self, this: &Resource<Member>, name: String) -> wasmtime::Result<Result<(), Refused>> {
         let member = self.table.get(this)?;
-        match member.set_name(name) {
-            Ok(()) => Ok(Ok(())),
-            Err(why) => {
-                let room = member.room().to_string();
-                Ok(Err(self.refused(why, &room)))
-            }
-        }
+        Ok(member.set_name(name).map_err(|why| counted(self.ctx, why, member.room())))
     }
 
     /// The trap for a refusal in a 0.1.0 call.
@@ -110,6 +91,14 @@ impl HubView<'_> {
         let limits = self.ctx.map(|c| *c.hub.limits()).unwrap_or_default();
         wasmtime::format_err!("{}", why.trap_message(&limits))
     }
+}
+
+/// Counts and logs a refusal (for a connection) and hands it back.
+fn counted(ctx: Option<&HubCtx>, why: Refused, room: &str) -> Refused {
+    if let Some(ctx) = ctx {
+        ctx.hub.refused(why, room, &ctx.span, &ctx.log);
+    }
+    why
 }
 
 impl Host for HubView<'_> {}
