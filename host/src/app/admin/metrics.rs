@@ -45,7 +45,7 @@ impl Collector for Served {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let services = self.0.services();
         for (name, help, kind, read) in FAMILIES {
-            let mut family = encoder.encode_descriptor(name, help, None, kind.clone())?;
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
             for service in &services {
                 let labels = [("plugin", service.name().as_ref())];
                 let sample = family.encode_family(&labels)?;
