@@ -15,21 +15,20 @@ use prometheus_client::registry::Registry as Metrics;
 
 use crate::control::registry::Registry;
 use crate::service::Service;
+use crate::service::accounting::Snapshot;
 
 /// The metric families: name (without the `switchboard_` prefix and a counter's
 /// `_total`), help, type, and how to read the value from a service.
-type Family = (&'static str, &'static str, MetricType, fn(&Service) -> u64);
+type Family = (&'static str, &'static str, MetricType, fn(&Service, &Snapshot) -> u64);
 
 const FAMILIES: [Family; 7] = [
-    ("downstream_cx", "Connections accepted and started.", MetricType::Counter, |s| s.counters.snapshot().served),
-    ("downstream_cx_active", "Connections open now.", MetricType::Gauge, |s| s.gate.open() as u64),
-    ("downstream_cx_error", "Connections whose handler returned an error.", MetricType::Counter, |s| s.counters.snapshot().errors),
-    ("plugin_traps", "Connections ended by a trap in the plugin.", MetricType::Counter, |s| s.counters.snapshot().traps),
-    ("downstream_cx_limit", "Connections ended by a limit (memory, CPU, idle, duration).", MetricType::Counter, |s| {
-        s.counters.snapshot().limit_hits
-    }),
-    ("host_failures", "Connections the host failed to start.", MetricType::Counter, |s| s.counters.snapshot().host_failures),
-    ("denied_connections", "Connections refused at admission.", MetricType::Counter, |s| s.counters.snapshot().refused),
+    ("downstream_cx", "Connections accepted and started.", MetricType::Counter, |_, c| c.served),
+    ("downstream_cx_active", "Connections open now.", MetricType::Gauge, |s, _| s.gate.open() as u64),
+    ("downstream_cx_error", "Connections whose handler returned an error.", MetricType::Counter, |_, c| c.errors),
+    ("plugin_traps", "Connections ended by a trap in the plugin.", MetricType::Counter, |_, c| c.traps),
+    ("downstream_cx_limit", "Connections ended by a limit (memory, CPU, idle, duration).", MetricType::Counter, |_, c| c.limit_hits),
+    ("host_failures", "Connections the host failed to start.", MetricType::Counter, |_, c| c.host_failures),
+    ("denied_connections", "Connections refused at admission.", MetricType::Counter, |_, c| c.refused),
 ];
 
 /// Reads the registry's services at scrape time.
@@ -44,12 +43,14 @@ impl std::fmt::Debug for Served {
 impl Collector for Served {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let services = self.0.services();
+        // One consistent copy of each plugin's counters for the whole scrape.
+        let snapshots: Vec<Snapshot> = services.iter().map(|s| s.counters.snapshot()).collect();
         for (name, help, kind, read) in FAMILIES {
             let mut family = encoder.encode_descriptor(name, help, None, kind)?;
-            for service in &services {
+            for (service, snapshot) in services.iter().zip(&snapshots) {
                 let labels = [("plugin", service.name().as_ref())];
                 let sample = family.encode_family(&labels)?;
-                let value = read(service);
+                let value = read(service, snapshot);
                 match kind {
                     MetricType::Gauge => ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(sample)?,
                     _ => ConstCounter::new(value).encode(sample)?,
