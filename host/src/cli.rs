@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use switchboard::config::units::{Amplification, AtLeastOne, Count, OptionalDuration, Rate, RepliesPerPeer, Size, ValueError};
 use switchboard::config::{
-    AdmissionConfig, CacheDir, Cidr, Duplicate, Limits, PluginSpec, ServeConfig, UdpOptions, collect_dirs, collect_env, collect_settings,
-    defaults, limits::check_memory_limit,
+    AdmissionConfig, CacheDir, Cidr, Duplicate, HubBackend, HubUrl, Limits, PluginSpec, RedisHub, ServeConfig, UdpOptions, collect_dirs,
+    collect_env, collect_settings, defaults, limits::check_memory_limit,
 };
 
 /// switchboard: every connection's byte stream handed to its own sandboxed WebAssembly
@@ -138,6 +138,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<std::net::SocketAddr>,
 
+    /// Spread hub rooms over every host on this Redis (or Valkey) server, e.g.
+    /// redis://127.0.0.1:6379/0: a message published on one host reaches the room's
+    /// members on all of them, and `count`/`names` (chat's /who) cover all hosts. Serves
+    /// local rooms while Redis is unreachable and connects when it is back. Default: the
+    /// rooms are this process's own.
+    #[arg(long, value_name = "redis://HOST:PORT[/DB]")]
+    pub hub: Option<HubUrl>,
+
+    /// What the Redis channels and keys of hub rooms start with (hosts sharing a room
+    /// must use the same prefix).
+    #[arg(long, value_name = "PREFIX", default_value = defaults::HUB_PREFIX, requires = "hub")]
+    pub hub_prefix: String,
+
     /// Compiled-artifact cache location.
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -232,6 +245,10 @@ impl ServeArgs {
             udp: UdpOptions { replies_per_peer: self.udp_replies_per_peer.0, amplification: self.udp_amplification.0 },
             cache: self.cache.cache(),
             admin: self.admin,
+            hub: match self.hub {
+                None => HubBackend::InProcess,
+                Some(url) => HubBackend::Redis(RedisHub { prefix: self.hub_prefix, ..RedisHub::new(url) }),
+            },
         })
     }
 }

@@ -43,6 +43,7 @@ pub mod util;
 
 // The errors (and what they carry) that `app`'s functions return.
 pub use control::ReloadError;
+pub use guest::hub::BackplaneError;
 pub use instance::{CapacityError, InfoError, LimitHit, LoadError};
 pub use listener::ListenerError;
 pub use session::Outcome;

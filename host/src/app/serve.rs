@@ -15,6 +15,7 @@ use crate::config::{ConfigError, PluginConfig, ServeConfig, name_of, not_a_direc
 use crate::control::registry::Registry;
 use crate::control::sources::Sources;
 use crate::control::{ReloadError, watch};
+use crate::guest::hub::{BackplaneError, Hub, HubLimits};
 use crate::instance::LoadError;
 use crate::instance::cache::ArtifactCache;
 use crate::instance::capacity::{self, CapacityError, KernelLimits};
@@ -83,6 +84,9 @@ pub enum StartError {
     /// The admin endpoint cannot start.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// The hub's backplane (`--hub`) cannot start.
+    #[error(transparent)]
+    Hub(#[from] BackplaneError),
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and drains.
@@ -95,6 +99,9 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
         max_instances: u32::try_from(config.admission.max_connections.saturating_add(INSTANCE_HEADROOM)).unwrap_or(u32::MAX),
         memory_limit: config.limits.memory,
         cache: ArtifactCache::from_config(&config.cache),
+        // Redis may be down now: the hub connects in the background and serves local
+        // rooms meanwhile.
+        hub: Hub::start(HubLimits::default(), &config.hub)?,
         ..RuntimeOptions::default()
     };
     let connections = config.admission.max_connections as u64;
@@ -139,6 +146,18 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
         tracing::info!(
             plugin = %service.name(), served = s.served, errors = s.errors, traps = s.traps,
             limit_hits = s.limit_hits, host_failures = s.host_failures, refused = s.refused, "stopped"
+        );
+    }
+    if let Some(c) = shared.rt.hub().backplane_counts() {
+        tracing::info!(
+            sent = c.sent,
+            received = c.received,
+            dropped_full = c.dropped_full,
+            dropped_disconnected = c.dropped_disconnected,
+            lost = c.lost,
+            connects = c.connects,
+            disconnects = c.disconnects,
+            "hub backplane stopped"
         );
     }
     Ok(())

@@ -25,6 +25,8 @@ pub const RATE_PER_IP: Rate = Rate(None);
 pub const UDP_REPLIES_PER_PEER: RepliesPerPeer = RepliesPerPeer(100);
 /// `--udp-amplification`: the replies to one datagram may total 3× its size.
 pub const UDP_AMPLIFICATION: Amplification = Amplification(Some(3));
+/// `--hub-prefix`: what the channels and keys of hub rooms start with in Redis.
+pub const HUB_PREFIX: &str = "switchboard:room:";
 /// The host of a listener that names only a port.
 pub const LISTEN_HOST: &str = "127.0.0.1";
 /// The line speed of a serial listener that names none (pySerial's default).

@@ -5,11 +5,13 @@
 //! - [`defaults`]: every default, defined once (clap shows them, `Default`s use them);
 //! - [`listen`]: listener addresses;
 //! - [`file`]: sidecar `NAME.toml` and `--config FILE`;
-//! - [`limits`], [`admission`], [`udp`]: the settings of those layers.
+//! - [`limits`], [`admission`], [`udp`]: the settings of those layers;
+//! - [`hub`]: where hub rooms live (in-process, or over Redis).
 
 pub mod admission;
 pub mod defaults;
 pub mod file;
+pub mod hub;
 pub mod limits;
 pub mod listen;
 pub mod udp;
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 pub use admission::{AdmissionConfig, Cidr};
 pub use file::{ConfigError, ConfigProblem, PluginConfig};
+pub use hub::{HubBackend, HubUrl, RedisHub};
 pub use limits::Limits;
 pub use listen::{Listen, ListenError};
 pub use udp::UdpOptions;
@@ -99,6 +102,8 @@ pub struct ServeConfig {
     pub cache: CacheDir,
     /// `--admin ADDR`: where the admin HTTP endpoint listens (loopback only); `None`: off.
     pub admin: Option<std::net::SocketAddr>,
+    /// `--hub`: where hub rooms live.
+    pub hub: HubBackend,
 }
 
 impl Default for ServeConfig {
@@ -115,6 +120,7 @@ impl Default for ServeConfig {
             udp: UdpOptions::default(),
             cache: CacheDir::Default,
             admin: None,
+            hub: HubBackend::InProcess,
         }
     }
 }

@@ -17,7 +17,7 @@ use super::lane::{EPOCH_TICK, Lanes};
 use super::store::State;
 use crate::config::defaults;
 use crate::guest::bindings::{TypesAccess, TypesHost, switchboard::plugin};
-use crate::guest::hub::{Hub, HubAccess, HubLimits, HubView};
+use crate::guest::hub::{Hub, HubAccess, HubView};
 
 /// Bytes of each pool slot (memory, table, stack) kept resident when an instance ends:
 /// with PAGEMAP_SCAN, the most dirty bytes reset in place before the rest of a slot is
@@ -33,8 +33,8 @@ pub(crate) struct RuntimeOptions {
     /// Largest linear memory any instance may grow to, in bytes (the pool's slot size;
     /// a plugin's own limit may be lower).
     pub(crate) memory_limit: usize,
-    /// Bounds of the hub's per-member queues.
-    pub(crate) hub: HubLimits,
+    /// The hub every instance's rooms are in (with its bounds and backplane).
+    pub(crate) hub: Hub,
     /// Where compiled components are cached.
     pub(crate) cache: ArtifactCache,
     /// Threads of the heavy lane (see [`crate::lane`]); 0: no heavy lane.
@@ -46,7 +46,7 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             max_instances: u32::try_from(defaults::MAX_CONNECTIONS.0).unwrap_or(u32::MAX),
             memory_limit: defaults::MEMORY_LIMIT.0,
-            hub: HubLimits::default(),
+            hub: Hub::default(),
             cache: ArtifactCache::default_dir().map_or_else(ArtifactCache::disabled, ArtifactCache::at),
             // Twice the cores: a heavy thread the kernel preempts in the middle of a slice
             // holds that connection, and the spare threads keep the rest of the lane
@@ -126,7 +126,7 @@ impl Runtime {
             lanes,
             engine,
             linker,
-            hub: Hub::new(options.hub),
+            hub: options.hub.clone(),
             cache: options.cache.clone(),
             instances: Arc::new(Semaphore::new(n as usize)),
             next_conn: AtomicU64::new(1),

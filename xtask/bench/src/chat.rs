@@ -28,6 +28,12 @@ impl ChatClients {
     /// Connects `n` clients one after another, each waiting for its welcome line, so that
     /// exactly n(n-1)/2 join notices are due. Failed clients are counted, not fatal.
     pub async fn connect(addr: SocketAddr, n: usize) -> (ChatClients, Errors) {
+        Self::connect_to(&[addr], n).await
+    }
+
+    /// As [`ChatClients::connect`], the clients taking turns between `addrs` (the hosts of
+    /// one chat).
+    pub async fn connect_to(addrs: &[SocketAddr], n: usize) -> (ChatClients, Errors) {
         let (arrivals_tx, arrivals) = mpsc::unbounded_channel();
         let mut clients = ChatClients {
             writers: Vec::with_capacity(n),
@@ -37,8 +43,8 @@ impl ChatClients {
             arrivals_tx,
         };
         let mut errors = Errors::default();
-        for _ in 0..n {
-            if let Err(e) = clients.join(addr).await {
+        for i in 0..n {
+            if let Err(e) = clients.join(addrs[i % addrs.len()]).await {
                 errors.record(&e);
             }
         }

@@ -86,6 +86,9 @@ pub enum Scenario {
     Idle,
     /// Chat broadcast to many clients.
     Fanout,
+    /// The same broadcast with the clients split over two switchboard hosts on one
+    /// redis-server, against one host with the in-process hub.
+    FanoutHosts,
     /// Large file download.
     Getfile,
     /// Echo latency with and without misbehaving plugins beside it, in one switchboard.
@@ -96,13 +99,13 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in table order.
-    pub const ALL: [Scenario; 8] =
-        [Self::Rtt, Self::Stream, Self::Connrate, Self::Idle, Self::Fanout, Self::Getfile, Self::Faults, Self::Reload];
+    pub const ALL: [Scenario; 9] =
+        [Self::Rtt, Self::Stream, Self::Connrate, Self::Idle, Self::Fanout, Self::FanoutHosts, Self::Getfile, Self::Faults, Self::Reload];
     /// Run order: connrate last, because the tens of thousands of client sockets it leaves
     /// in TIME_WAIT (for 60 s) make later connects slower (faults and reload connect a lot
     /// too, so they run before it).
-    pub const RUN_ORDER: [Scenario; 8] =
-        [Self::Rtt, Self::Stream, Self::Idle, Self::Fanout, Self::Getfile, Self::Faults, Self::Reload, Self::Connrate];
+    pub const RUN_ORDER: [Scenario; 9] =
+        [Self::Rtt, Self::Stream, Self::Idle, Self::Fanout, Self::FanoutHosts, Self::Getfile, Self::Faults, Self::Reload, Self::Connrate];
 
     /// Position in the table.
     pub fn table_position(self) -> usize {
@@ -122,6 +125,7 @@ impl Scenario {
             Self::Connrate => "connrate",
             Self::Idle => "idle",
             Self::Fanout => "fanout",
+            Self::FanoutHosts => "fanout-hosts",
             Self::Getfile => "getfile",
             Self::Faults => "faults",
             Self::Reload => "reload",

@@ -35,6 +35,7 @@ pub async fn run(config: Config) -> Result<Report> {
             Scenario::Connrate => bench.connrate(&mut report).await,
             Scenario::Idle => bench.idle(&mut report).await,
             Scenario::Fanout => bench.fanout(&mut report).await,
+            Scenario::FanoutHosts => bench.fanout_hosts(&mut report).await,
             Scenario::Getfile => bench.getfile(&mut report).await?,
             Scenario::Faults => bench.faults(&mut report).await,
             Scenario::Reload => bench.reload(&mut report).await,

@@ -8,14 +8,16 @@
 //! load generators and their shared helpers), `stats` (latencies, errors, loop outcomes), `chat` (the chat clients of fanout),
 //! `harness` (the run loop, `Bench::measure_all`, the work folder), `rounds`
 //! (`Bench::measure_rounds`: servers measured in turn, for rtt, stream, connrate), `scenarios` (rtt,
-//! stream, connrate, idle, fanout, getfile: switchboard against baselines), `faults` and
-//! `reload` (switchboard alone), `report` (the table).
+//! stream, connrate, idle, fanout, getfile: switchboard against baselines), `multihost`
+//! (fanout-hosts: two hosts on one redis-server against one), `faults` and `reload`
+//! (switchboard alone), `report` (the table).
 
 mod chat;
 mod cli;
 mod faults;
 mod harness;
 mod load;
+mod multihost;
 mod process;
 mod reload;
 mod report;

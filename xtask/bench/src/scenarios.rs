@@ -195,41 +195,10 @@ impl Bench<'_> {
         let (n, rounds) = (self.config.chat_clients, self.config.rounds);
         let sides = self
             .measure_all(report, Scenario::Fanout, specs, async |server, notes| {
-                let start = Instant::now();
-                let (mut clients, errors) = ChatClients::connect(server.addr, n).await;
-                note_errors(notes, &errors);
-                let k = clients.len() as u64;
-                if k < 2 {
-                    bail!("only {k} of {n} clients connected: {}", errors.describe());
-                }
-                let connected = start.elapsed();
-                let expected = k * (k - 1) / 2;
-                let joins = clients.settle(expected, JOIN_SETTLE).await;
-                if joins < expected {
-                    notes.push(format!("only {joins} of {expected} `Client joined` notices arrived within {JOIN_SETTLE:?}"));
-                }
-                eprintln!(
-                    "bench: [fanout] {}: {k} clients connected in {:.1} s, join notices delivered after {:.1} s",
-                    server.side.label(),
-                    connected.as_secs_f64(),
-                    start.elapsed().as_secs_f64()
-                );
-                let (mut samples, mut errors) = (Vec::new(), Errors::default());
-                for round in 0..rounds {
-                    match clients.round(round as u32).await {
-                        Ok(d) => samples.push(d),
-                        Err(e) => errors.record(&e),
-                    }
-                    tokio::time::sleep(ROUND_PAUSE).await;
-                }
-                note_errors(notes, &errors);
-                let latencies = Latencies::new(samples);
-                if latencies.len() == 0 {
-                    bail!("no round completed: {}", errors.describe());
-                }
-                let p = |q| figure(Unit::Seconds, secs(latencies.percentile(q)).unwrap_or(0.0));
-                progress(server, &format!("{} rounds to {} others: p50 {}, p99 {}", latencies.len(), k - 1, p(50.0), p(99.0)));
-                Ok(latencies)
+                let (clients, errors) = ChatClients::connect(server.addr, n).await;
+                fanout_rounds(server.side.label(), clients, errors, rounds, notes).await.inspect(|latencies| {
+                    progress(server, &latency_line(latencies, n));
+                })
             })
             .await;
         let s = Scenario::Fanout;
@@ -273,6 +242,54 @@ impl Bench<'_> {
                 .goal(Goal::SeedRatioAtLeast(5.0)),
         ])
     }
+}
+
+/// Settles the join notices of connected chat clients, then times `rounds` fan-out
+/// rounds; `errors` (from connecting) and the rounds' failures become notes.
+pub async fn fanout_rounds(
+    label: &str,
+    mut clients: ChatClients,
+    errors: Errors,
+    rounds: usize,
+    notes: &mut Vec<String>,
+) -> Result<Latencies> {
+    let start = Instant::now();
+    note_errors(notes, &errors);
+    let k = clients.len() as u64;
+    if k < 2 {
+        bail!("only {k} clients connected: {}", errors.describe());
+    }
+    let connected = start.elapsed();
+    let expected = k * (k - 1) / 2;
+    let joins = clients.settle(expected, JOIN_SETTLE).await;
+    if joins < expected {
+        notes.push(format!("only {joins} of {expected} `Client joined` notices arrived within {JOIN_SETTLE:?}"));
+    }
+    eprintln!(
+        "bench: [fanout] {label}: {k} clients connected in {:.1} s, join notices delivered after {:.1} s",
+        connected.as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    );
+    let (mut samples, mut errors) = (Vec::new(), Errors::default());
+    for round in 0..rounds {
+        match clients.round(round as u32).await {
+            Ok(d) => samples.push(d),
+            Err(e) => errors.record(&e),
+        }
+        tokio::time::sleep(ROUND_PAUSE).await;
+    }
+    note_errors(notes, &errors);
+    let latencies = Latencies::new(samples);
+    if latencies.len() == 0 {
+        bail!("no round completed: {}", errors.describe());
+    }
+    Ok(latencies)
+}
+
+/// `R rounds to N others: p50 …, p99 …` for a progress line.
+pub fn latency_line(latencies: &Latencies, clients: usize) -> String {
+    let p = |q| figure(Unit::Seconds, secs(latencies.percentile(q)).unwrap_or(0.0));
+    format!("{} rounds to {} others: p50 {}, p99 {}", latencies.len(), clients.saturating_sub(1), p(50.0), p(99.0))
 }
 
 /// What the idle scenario found on one server.

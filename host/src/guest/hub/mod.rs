@@ -1,5 +1,6 @@
-//! The in-process hub behind the `hub` interface: named rooms whose members exchange
-//! messages (the chat server's broadcast).
+//! The hub behind the `hub` interface: named rooms whose members exchange messages (the
+//! chat server's broadcast), in-process by default, spread over several hosts by a
+//! [`backplane`] (Redis) when `--hub redis://…` is given.
 //!
 //! Bounds ([`limits`]): names, memberships per instance, message size, a publish budget
 //! per member and `names()` are bounded, so what the host holds for a plugin's hub state
@@ -13,12 +14,16 @@
 //! `members × queue_bytes`. Members leave when their resource is dropped (or their
 //! connection's instance goes away); a room is freed with its last member.
 //!
-//! This module is the hub's data and policy; [`host`] implements the WIT interface on a
+//! Across hosts: a member's publish is delivered to the room's local members at once and
+//! handed to the backplane, which delivers it to the room's members on the other hosts;
+//! `count` and `names` add what the backplane last said about the other hosts (a cache,
+//! so these calls never wait on the network). No plugin sees the difference.
+//!
+//! [`room`] holds a room's data and delivery; [`host`] implements the WIT interface on a
 //! view of one instance's state (wasmtime-wasi-http's types / types_impl split).
 
-use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -26,24 +31,48 @@ use tokio::sync::Notify;
 use wasmtime_wasi::p2::Pollable;
 
 use super::closer::Closer;
+use crate::config::HubBackend;
 use crate::util::log_limit::LogLimiter;
 
+mod backplane;
+mod counts;
 mod host;
 mod limits;
+mod redis;
+mod room;
+#[cfg(test)]
+mod tests;
 
+pub(crate) use backplane::Backplane;
+pub use backplane::BackplaneError;
+pub(crate) use counts::BackplaneCounts;
 pub(crate) use host::{HubAccess, HubCtx, HubView};
 pub use limits::HubLimits;
 use limits::HubStats;
 use limits::PublishBudget;
 pub(crate) use limits::Refused;
+use room::{Entry, Inbox, Queue, Room, Rooms, unix_millis};
 
 /// All rooms of one host.
 #[derive(Clone)]
 pub struct Hub {
-    rooms: Arc<Mutex<HashMap<String, Weak<Room>>>>,
+    rooms: Arc<Rooms>,
     next_member: Arc<AtomicU64>,
     limits: HubLimits,
     stats: Arc<HubStats>,
+    /// Woken when any room's local members change.
+    changed: Arc<Notify>,
+    backplane: Backplane,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backplane = match self.backplane {
+            Backplane::InProcess => "in-process",
+            Backplane::Redis(_) => "redis",
+        };
+        f.debug_struct("Hub").field("limits", &self.limits).field("backplane", &backplane).finish_non_exhaustive()
+    }
 }
 
 impl Default for Hub {
@@ -53,14 +82,34 @@ impl Default for Hub {
 }
 
 impl Hub {
-    /// An empty hub with the given limits.
+    /// An empty in-process hub with the given limits.
     pub fn new(limits: HubLimits) -> Self {
-        Hub { rooms: Arc::default(), next_member: Arc::default(), limits, stats: Arc::default() }
+        Hub {
+            rooms: Arc::default(),
+            next_member: Arc::default(),
+            limits,
+            stats: Arc::default(),
+            changed: Arc::new(Notify::new()),
+            backplane: Backplane::InProcess,
+        }
+    }
+
+    /// An empty hub on `backend`; a backplane's connection is made in the background
+    /// (call from within the tokio runtime).
+    pub fn start(limits: HubLimits, backend: &HubBackend) -> Result<Self, BackplaneError> {
+        let mut hub = Hub::new(limits);
+        hub.backplane = Backplane::start(backend, Arc::downgrade(&hub.rooms), limits, hub.changed.clone())?;
+        Ok(hub)
     }
 
     /// The hub's bounds.
     pub fn limits(&self) -> &HubLimits {
         &self.limits
+    }
+
+    /// What the backplane did since the start (`None` in-process).
+    pub(crate) fn backplane_counts(&self) -> Option<BackplaneCounts> {
+        self.backplane.counts()
     }
 
     /// Counts a refused call and logs it in `span`, within the plugin's allowance `log`.
@@ -93,62 +142,14 @@ impl Hub {
             return Err(Refused::TooManyMembers);
         }
         let name = truncated(name, self.limits.max_name);
-        let room = {
-            let mut rooms = self.rooms.lock();
-            match rooms.get(room).and_then(Weak::upgrade) {
-                Some(existing) => existing,
-                None => {
-                    let created =
-                        Arc::new(Room { name: room.to_string(), rooms: Arc::downgrade(&self.rooms), members: Mutex::new(Vec::new()) });
-                    rooms.insert(room.to_string(), Arc::downgrade(&created));
-                    created
-                }
-            }
-        };
+        let room = Room::get_or_create(&self.rooms, room, self.limits, &self.changed);
         let inbox = Arc::new(Inbox { queue: Mutex::new(Queue::default()), notify: Notify::new(), closer });
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
-        room.members.lock().push(Entry { id, name, inbox: inbox.clone() });
+        room.members.lock().push(Entry { id, name, joined: unix_millis(), inbox: inbox.clone() });
+        room.changed();
         let budget = PublishBudget::new(&self.limits);
-        Ok(Member { id, room, inbox, limits: self.limits, budget, held: held.clone() })
+        Ok(Member { id, room, inbox, limits: self.limits, budget, held: held.clone(), backplane: self.backplane.clone() })
     }
-}
-
-/// A room; lives while it has members.
-pub struct Room {
-    name: String,
-    rooms: Weak<Mutex<HashMap<String, Weak<Room>>>>,
-    members: Mutex<Vec<Entry>>,
-}
-
-impl Drop for Room {
-    fn drop(&mut self) {
-        if let Some(rooms) = self.rooms.upgrade() {
-            let mut rooms = rooms.lock();
-            // A new room of the same name may already have replaced this one.
-            if rooms.get(&self.name).is_some_and(|w| w.strong_count() == 0) {
-                rooms.remove(&self.name);
-            }
-        }
-    }
-}
-
-struct Entry {
-    id: u64,
-    name: String,
-    inbox: Arc<Inbox>,
-}
-
-#[derive(Default)]
-struct Queue {
-    messages: VecDeque<Bytes>,
-    bytes: usize,
-    evicted: bool,
-}
-
-struct Inbox {
-    queue: Mutex<Queue>,
-    notify: Notify,
-    closer: Closer,
 }
 
 /// `name` cut to at most `max` bytes, at a character boundary.
@@ -172,6 +173,8 @@ pub struct Member {
     budget: PublishBudget,
     /// The memberships its instance holds, this one included.
     held: Arc<AtomicUsize>,
+    /// Where its messages go beyond this host.
+    backplane: Backplane,
 }
 
 impl Member {
@@ -190,45 +193,10 @@ impl Member {
         if !self.budget.take(msg.len(), &self.limits) {
             return Err(Refused::OverBudget);
         }
-        self.publish(msg);
+        // Here first, then the other hosts: neither waits.
+        self.room.deliver(&msg, Some(self.id));
+        self.backplane.publish(&self.room.name, self.id, &msg);
         Ok(())
-    }
-
-    /// Sends `msg` to every other member; disconnects those whose queue is full.
-    fn publish(&self, msg: Bytes) {
-        let mut evicted = Vec::new();
-        {
-            let mut members = self.room.members.lock();
-            for entry in members.iter().filter(|e| e.id != self.id) {
-                let mut queue = entry.inbox.queue.lock();
-                if queue.messages.len() >= self.limits.queue_messages || queue.bytes + msg.len() > self.limits.queue_bytes {
-                    queue.evicted = true;
-                    queue.messages = VecDeque::new();
-                    queue.bytes = 0;
-                    evicted.push(entry.id);
-                    continue;
-                }
-                queue.bytes += msg.len();
-                queue.messages.push_back(msg.clone());
-                drop(queue);
-                entry.inbox.notify.notify_one();
-            }
-            if !evicted.is_empty() {
-                let mut gone = Vec::new();
-                members.retain(|e| {
-                    let keep = !evicted.contains(&e.id);
-                    if !keep {
-                        gone.push((e.name.clone(), e.inbox.closer.clone()));
-                    }
-                    keep
-                });
-                drop(members);
-                for (name, closer) in gone {
-                    tracing::warn!(room = %self.room.name, member = %name, "hub queue full: disconnecting a member that is not reading");
-                    closer.close("hub queue full: the client is not reading");
-                }
-            }
-        }
     }
 
     /// The next waiting message, if any.
@@ -239,9 +207,9 @@ impl Member {
         Some(msg)
     }
 
-    /// Number of members of the room.
+    /// Number of members of the room, on every host.
     pub fn count(&self) -> usize {
-        self.room.members.lock().len()
+        self.room.count()
     }
 
     /// Renames this member.
@@ -252,18 +220,21 @@ impl Member {
         if let Some(e) = self.room.members.lock().iter_mut().find(|e| e.id == self.id) {
             e.name = name;
         }
+        self.room.changed();
         Ok(())
     }
 
-    /// Names of the oldest members (at most [`HubLimits::max_names`]), oldest first.
+    /// Names of the oldest members (at most [`HubLimits::max_names`]) on every host,
+    /// oldest first.
     pub fn names(&self) -> Vec<String> {
-        self.room.members.lock().iter().take(self.limits.max_names).map(|e| e.name.clone()).collect()
+        self.room.names()
     }
 }
 
 impl Drop for Member {
     fn drop(&mut self) {
         self.room.members.lock().retain(|e| e.id != self.id);
+        self.room.changed();
         self.held.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -286,98 +257,5 @@ impl Pollable for Member {
             }
             self.inbox.notify.notified().await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hub(queue_messages: usize) -> Hub {
-        Hub::new(HubLimits { queue_messages, ..HubLimits::default() })
-    }
-
-    /// Joins as its own instance.
-    fn join(hub: &Hub, room: &str, name: &str, closer: Closer) -> Member {
-        hub.join(room, name.into(), closer, &Arc::default()).unwrap()
-    }
-
-    #[test]
-    fn publish_reaches_every_other_member_once() {
-        let hub = hub(16);
-        let mut a = join(&hub, "r", "a", Closer::new());
-        let b = join(&hub, "r", "b", Closer::new());
-        let c = join(&hub, "r", "c", Closer::new());
-        a.try_publish(&b"hi"[..]).unwrap();
-        assert_eq!(a.try_recv(), None);
-        assert_eq!(b.try_recv().as_deref(), Some(&b"hi"[..]));
-        assert_eq!(c.try_recv().as_deref(), Some(&b"hi"[..]));
-        assert_eq!(b.try_recv(), None);
-        assert_eq!(a.names(), ["a", "b", "c"]);
-    }
-
-    #[test]
-    fn rooms_are_separate_and_freed_with_their_last_member() {
-        let hub = hub(16);
-        let mut a = join(&hub, "one", "a", Closer::new());
-        let b = join(&hub, "two", "b", Closer::new());
-        a.try_publish(&b"x"[..]).unwrap();
-        assert_eq!(b.try_recv(), None);
-        assert_eq!(hub.room_count(), 2);
-        drop(a);
-        assert_eq!(hub.room_count(), 1);
-        assert_eq!(b.count(), 1);
-        drop(b);
-        assert_eq!(hub.room_count(), 0);
-        assert!(hub.rooms.lock().is_empty());
-    }
-
-    #[test]
-    fn a_member_that_falls_behind_is_disconnected_not_the_others() {
-        let hub = hub(3);
-        let mut talker = join(&hub, "r", "talker", Closer::new());
-        let slow_closer = Closer::new();
-        let slow = join(&hub, "r", "slow", slow_closer.clone());
-        let fast = join(&hub, "r", "fast", Closer::new());
-        for i in 0..10u8 {
-            talker.try_publish(vec![i]).unwrap();
-            assert_eq!(fast.try_recv().as_deref(), Some(&[i][..]));
-        }
-        assert!(slow_closer.is_closed());
-        assert_eq!(slow.try_recv(), None, "an evicted member's queue is freed");
-        assert_eq!(talker.names(), ["talker", "fast"]);
-    }
-
-    #[test]
-    fn names_memberships_and_messages_are_bounded() {
-        let hub = hub(16);
-        let held = Arc::default();
-        assert_eq!(hub.join(&"r".repeat(257), "a".into(), Closer::new(), &held).err(), Some(Refused::NameTooLong));
-        let members: Vec<_> = (0..16).map(|i| hub.join(&format!("room{i}"), "a".into(), Closer::new(), &held).unwrap()).collect();
-        assert_eq!(hub.join("one more", "a".into(), Closer::new(), &held).err(), Some(Refused::TooManyMembers));
-        drop(members);
-        let mut m = hub.join("r", "a".into(), Closer::new(), &held).expect("dropped memberships are given back");
-        assert_eq!(m.set_name("n".repeat(257)), Err(Refused::NameTooLong));
-        assert_eq!(m.set_name("n".repeat(256)), Ok(()));
-        assert_eq!(m.try_publish(vec![0; 64 * 1024 + 1]), Err(Refused::MessageTooLarge));
-        assert_eq!(m.try_publish(vec![0; 64 * 1024]), Ok(()));
-    }
-
-    #[test]
-    fn a_member_that_publishes_flat_out_runs_out_of_budget() {
-        let hub = hub(16);
-        let mut m = join(&hub, "r", "a", Closer::new());
-        let sent = (0..5000).take_while(|_| m.try_publish(&b"x"[..]).is_ok()).count();
-        // 1,000 messages per second, bursts of 2 s: about 2,000 before the budget runs out.
-        assert!((2000..2100).contains(&sent), "{sent}");
-        assert_eq!(m.try_publish(&b"x"[..]), Err(Refused::OverBudget));
-    }
-
-    #[test]
-    fn names_lists_the_oldest_members_only() {
-        let hub = Hub::new(HubLimits { max_names: 3, ..HubLimits::default() });
-        let members: Vec<_> = ["a", "b", "c", "d"].iter().map(|n| join(&hub, "r", n, Closer::new())).collect();
-        assert_eq!(members[3].names(), ["a", "b", "c"]);
-        assert_eq!(members[0].count(), 4);
     }
 }
