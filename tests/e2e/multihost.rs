@@ -107,7 +107,7 @@ fn join(addr: SocketAddr, earlier: &mut [&mut LineClient]) -> LineClient {
     let mut c = LineClient::connect(addr);
     assert_eq!(c.line(), WELCOME);
     for e in earlier.iter_mut() {
-        assert_eq!(e.line(), format!("Client joined {}", c.addr));
+        assert_eq!(e.line(), format!("Client joined {}", c.addr), "what {} heard", e.addr);
     }
     c
 }

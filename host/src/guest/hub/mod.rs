@@ -51,7 +51,7 @@ pub use limits::HubLimits;
 use limits::HubStats;
 use limits::PublishBudget;
 pub(crate) use limits::Refused;
-use room::{Entry, Inbox, Queue, Room, Rooms, unix_millis};
+use room::{Entry, Inbox, Queue, Room, Rooms, unix_micros};
 
 /// All rooms of one host.
 #[derive(Clone)]
@@ -145,7 +145,7 @@ impl Hub {
         let room = Room::get_or_create(&self.rooms, room, self.limits, &self.changed);
         let inbox = Arc::new(Inbox { queue: Mutex::new(Queue::default()), notify: Notify::new(), closer });
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
-        room.members.lock().push(Entry { id, name, joined: unix_millis(), inbox: inbox.clone() });
+        room.members.lock().push(Entry { id, name, joined: unix_micros(), inbox: inbox.clone() });
         room.changed();
         let budget = PublishBudget::new(&self.limits);
         Ok(Member { id, room, inbox, limits: self.limits, budget, held: held.clone(), backplane: self.backplane.clone() })
@@ -194,7 +194,7 @@ impl Member {
             return Err(Refused::OverBudget);
         }
         // Here first, then the other hosts: neither waits.
-        self.room.deliver(&msg, Some(self.id));
+        self.room.deliver(&msg, Some(self.id), None);
         self.backplane.publish(&self.room.name, self.id, &msg);
         Ok(())
     }

@@ -28,7 +28,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::counts::BackplaneCounts;
 use super::limits::HubLimits;
-use super::room::{Remote, Room, Rooms};
+use super::room::{Remote, Room, Rooms, unix_micros};
 use crate::config::RedisHub;
 
 mod wire;
@@ -171,7 +171,7 @@ impl RedisBackplane {
             self.stats.dropped_disconnected.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let item = Outbound { channel: self.channel(room), payload: wire::message(self.host, member, msg) };
+        let item = Outbound { channel: self.channel(room), payload: wire::message(self.host, member, unix_micros(), msg) };
         let size = item.size();
         let before = self.queued_bytes.fetch_add(size, Ordering::Relaxed);
         if before + size > QUEUE_BYTES || self.outbound.try_send(item).is_err() {
@@ -220,13 +220,13 @@ impl RedisBackplane {
             _ => return,
         };
         let Some(room) = channel.strip_prefix(self.prefix.as_bytes()).and_then(|r| std::str::from_utf8(r).ok()) else { return };
-        let Some((host, msg)) = wire::parse_message(payload) else { return };
+        let Some((host, at, msg)) = wire::parse_message(payload) else { return };
         if host == self.host {
             return; // our own message: its room here had it already
         }
         if let Some(room) = rooms.upgrade().and_then(|rooms| Room::find(&rooms, room)) {
             self.stats.received.fetch_add(1, Ordering::Relaxed);
-            room.deliver(&Bytes::copy_from_slice(msg), None);
+            room.deliver(&Bytes::copy_from_slice(msg), None, Some(at));
         }
     }
 
@@ -373,7 +373,7 @@ impl Presence {
             stale.exec_async(conn).await?;
         }
         for (room, mut remote) in live.iter().zip(remote) {
-            remote.names.sort_by_key(|(joined, _)| *joined);
+            remote.names.sort_unstable();
             remote.names.truncate(self.limits.max_names);
             room.set_remote(remote);
         }

@@ -33,14 +33,14 @@ pub(crate) struct Remote {
     /// How many there are.
     pub(crate) count: usize,
     /// `(joined, name)` of the oldest ones (at most [`HubLimits::max_names`]), oldest
-    /// first; `joined` is milliseconds since the Unix epoch on the member's host.
+    /// first; `joined` is microseconds since the Unix epoch on the member's host.
     pub(crate) names: Vec<(u64, String)>,
 }
 
 pub(super) struct Entry {
     pub(super) id: u64,
     pub(super) name: String,
-    /// Milliseconds since the Unix epoch when it joined (orders names across hosts).
+    /// Microseconds since the Unix epoch when it joined (orders names across hosts).
     pub(super) joined: u64,
     pub(super) inbox: Arc<Inbox>,
 }
@@ -92,13 +92,15 @@ impl Room {
         &self.name
     }
 
-    /// Queues `msg` for every local member but `except`; disconnects those whose queue
-    /// is full. Never waits.
-    pub(crate) fn deliver(&self, msg: &Bytes, except: Option<u64>) {
+    /// Queues `msg` for every local member but `except` (and, for a message published on
+    /// another host at `published`, but those who joined after it); disconnects those
+    /// whose queue is full. Never waits.
+    pub(crate) fn deliver(&self, msg: &Bytes, except: Option<u64>, published: Option<u64>) {
         let limits = &self.limits;
         let mut evicted = Vec::new();
         let mut members = self.members.lock();
-        for entry in members.iter().filter(|e| Some(e.id) != except) {
+        let due = |e: &&Entry| Some(e.id) != except && published.is_none_or(|at| e.joined <= at);
+        for entry in members.iter().filter(due) {
             let mut queue = entry.inbox.queue.lock();
             if queue.messages.len() >= limits.queue_messages || queue.bytes + msg.len() > limits.queue_bytes {
                 queue.evicted = true;
@@ -153,8 +155,8 @@ impl Room {
         }
         let mut all: Vec<(u64, &str)> = members.iter().take(max).map(|e| (e.joined, e.name.as_str())).collect();
         all.extend(remote.names.iter().map(|(joined, name)| (*joined, name.as_str())));
-        // Stable: members that joined in the same millisecond keep their host's order.
-        all.sort_by_key(|(joined, _)| *joined);
+        // The same order on every host: by join time, then name.
+        all.sort_unstable();
         all.into_iter().take(max).map(|(_, name)| name.to_string()).collect()
     }
 
@@ -184,7 +186,7 @@ impl Drop for Room {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub(super) fn unix_millis() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

@@ -89,3 +89,32 @@ fn names_lists_the_oldest_members_only() {
     assert_eq!(members[3].names(), ["a", "b", "c"]);
     assert_eq!(members[0].count(), 4);
 }
+
+#[test]
+fn count_and_names_add_the_other_hosts_members_in_join_order() {
+    let hub = hub(16);
+    let a = join(&hub, "r", "a", Closer::new());
+    let joined = a.room.local_presence().1[0].0;
+    a.room.set_remote(room::Remote {
+        count: 3,
+        names: vec![(joined - 1, "before".into()), (joined, "b-same".into()), (joined + 1, "after".into())],
+    });
+    assert_eq!(a.count(), 4);
+    assert_eq!(a.names(), ["before", "a", "b-same", "after"], "by join time, then name (the same on every host)");
+    a.room.set_remote(room::Remote::default());
+    assert_eq!(a.names(), ["a"]);
+}
+
+#[test]
+fn a_message_from_another_host_skips_members_who_joined_after_it_was_sent() {
+    let hub = hub(16);
+    let early = join(&hub, "r", "early", Closer::new());
+    let joined = early.room.local_presence().1[0].0;
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let late = join(&hub, "r", "late", Closer::new());
+    early.room.deliver(&Bytes::from_static(b"old"), None, Some(joined));
+    assert_eq!(early.try_recv().as_deref(), Some(&b"old"[..]));
+    assert_eq!(late.try_recv(), None, "published before it joined");
+    early.room.deliver(&Bytes::from_static(b"new"), None, Some(room::unix_micros()));
+    assert_eq!(late.try_recv().as_deref(), Some(&b"new"[..]));
+}

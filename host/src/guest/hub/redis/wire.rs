@@ -2,31 +2,34 @@
 //! subscription pattern. Every format starts with a version byte, so a host of a later
 //! version can tell an old one's data from its own.
 //!
-//! - message: `1`, host id (u64 BE), member id (u64 BE), the message bytes;
+//! - message: `1`, host id (u64 BE), member id (u64 BE), when it was published (u64
+//!   BE, Unix microseconds on its host), the message bytes;
 //! - presence: `1`, members on that host (u32 BE), entries (u32 BE), then per entry
-//!   joined (u64 BE, Unix milliseconds), name length (u16 BE), name (UTF-8).
+//!   joined (u64 BE, Unix microseconds), name length (u16 BE), name (UTF-8).
 
 /// The version byte of every format here.
 const VERSION: u8 = 1;
-const MESSAGE_HEADER: usize = 1 + 8 + 8;
+const MESSAGE_HEADER: usize = 1 + 8 + 8 + 8;
 
 /// A message payload.
-pub(super) fn message(host: u64, member: u64, msg: &[u8]) -> Vec<u8> {
+pub(super) fn message(host: u64, member: u64, at: u64, msg: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(MESSAGE_HEADER + msg.len());
     out.push(VERSION);
     out.extend_from_slice(&host.to_be_bytes());
     out.extend_from_slice(&member.to_be_bytes());
+    out.extend_from_slice(&at.to_be_bytes());
     out.extend_from_slice(msg);
     out
 }
 
-/// `(host, message)` of a payload; `None` if it is not one of ours.
-pub(super) fn parse_message(payload: &[u8]) -> Option<(u64, &[u8])> {
+/// `(host, published at, message)` of a payload; `None` if it is not one of ours.
+pub(super) fn parse_message(payload: &[u8]) -> Option<(u64, u64, &[u8])> {
     if payload.len() < MESSAGE_HEADER || payload[0] != VERSION {
         return None;
     }
     let host = u64::from_be_bytes(payload[1..9].try_into().ok()?);
-    Some((host, &payload[MESSAGE_HEADER..]))
+    let at = u64::from_be_bytes(payload[17..25].try_into().ok()?);
+    Some((host, at, &payload[MESSAGE_HEADER..]))
 }
 
 /// A host's presence in a room: `count` members, the oldest `names` as `(joined, name)`.
@@ -99,11 +102,11 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_foreign_payloads_are_refused() {
-        let payload = message(7, 9, b"hi\r\n");
-        assert_eq!(parse_message(&payload), Some((7, &b"hi\r\n"[..])));
-        assert_eq!(parse_message(&message(7, 9, b"")), Some((7, &b""[..])));
+        let payload = message(7, 9, 11, b"hi\r\n");
+        assert_eq!(parse_message(&payload), Some((7, 11, &b"hi\r\n"[..])));
+        assert_eq!(parse_message(&message(7, 9, 11, b"")), Some((7, 11, &b""[..])));
         assert_eq!(parse_message(b"hello from redis-cli"), None);
-        assert_eq!(parse_message(&payload[..16]), None);
+        assert_eq!(parse_message(&payload[..24]), None);
     }
 
     #[test]
