@@ -18,7 +18,8 @@
 //! instance/   engine and pool (runtime), plugin load (+ cache), a Store with its
 //!             grants, limits, CPU meter and epoch callback (store, live), lanes
 //! guest/      what the guest touches: wasi streams, the hub (+ its bindings impl on a
-//!             view), stdout/stderr to the log, the bindings, closer, traffic clock
+//!             view, its backplane seam and the Redis backplane), stdout/stderr to the
+//!             log, the bindings, closer, traffic clock
 //! config/     plain settings and value syntax (units, defaults, listen, files)
 //! util/       clocks, backoff, log-line allowance, error chains
 //! ```
