@@ -76,6 +76,13 @@ impl Redis {
         }
     }
 
+    /// Sends `sig` (SIGSTOP: Redis stops answering; SIGCONT: it goes on).
+    fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("redis-server is running").id();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid as i32, sig) };
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -256,4 +263,52 @@ fn a_killed_host_leaves_the_others_who_within_the_expiry() {
     let gone = who_until(&mut a1, &want, GONE_WITHIN);
     assert!(gone <= GONE_WITHIN, "{gone:?}");
     drop(b1);
+}
+
+#[test]
+fn a_stalled_redis_costs_dropped_messages_not_host_memory() {
+    let redis = Redis::start();
+    // Two rooms, one talker each: each may publish 2,000 lines in a burst, and the two
+    // bursts together (16 MB) are twice the host's outbound queue to Redis.
+    let chat2 = copy_as(&plugin("chat"), "chat2");
+    let (one, two) = (format!("{}@127.0.0.1:0", plugin("chat").display()), format!("{}@127.0.0.1:0", chat2.display()));
+    let mut a = Server::start(&["--plugin", &one, "--plugin", &two, "--set", "chat2.ROOM=other", "--hub", &redis.url()], 2);
+    a.wait_for_log(CONNECTED);
+    let mut talkers = [join(a.addr(0), &mut []), join(a.addr(1), &mut [])];
+    let before = a.rss_kib();
+
+    redis.signal(libc::SIGSTOP);
+    let line = format!("{}\n", "x".repeat(4000));
+    let writers: Vec<_> = talkers
+        .iter()
+        .map(|t| {
+            let (mut s, line) = (t.stream.try_clone().unwrap(), line.clone());
+            thread::spawn(move || {
+                for _ in 0..2000 {
+                    s.write_all(line.as_bytes()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    // Each talker hears its own /who once its 2,000 lines are through the plugin.
+    for t in &mut talkers {
+        t.send("/who\n");
+        assert_eq!(t.line(), format!("* 1 here: {}", t.addr));
+    }
+    a.wait_for_log("hub backplane: Redis is not keeping up; messages to other hosts are dropped");
+    let grown = a.rss_kib().saturating_sub(before);
+    // The queue holds at most 8 MiB (and one 1 MiB pipeline is in flight); keeping all
+    // 16 MB (twice over: payload and channel copies) would show here.
+    assert!(grown < 24 * 1024, "the host grew by {grown} KiB while Redis was stalled");
+
+    redis.signal(libc::SIGCONT);
+    drop(talkers);
+    a.signal(libc::SIGTERM);
+    assert_eq!(a.wait_exit(PATIENCE), Some(0), "{}", a.stderr());
+    let counts = a.stderr().lines().find(|l| l.contains("hub backplane stopped")).unwrap_or_default().to_string();
+    eprintln!("stalled redis: grew {grown} KiB; {counts}");
+    assert!(!counts.contains("dropped_full=0 "), "{counts}");
 }
