@@ -14,6 +14,7 @@ mod getfile;
 mod langs;
 mod limits;
 mod reload;
+mod running;
 mod serial;
 mod support;
 mod udp;

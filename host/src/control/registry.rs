@@ -172,6 +172,18 @@ impl Registry {
         self.entries.lock().contains_key(name)
     }
 
+    /// Why the host is not ready (`/readyz`, systemd's READY): it is configured to serve
+    /// nothing, or a configured plugin is not served (a plugin is served once all its
+    /// listeners are bound). `None` when ready.
+    pub(crate) fn not_ready(&self) -> Option<String> {
+        let names = self.names();
+        if names.is_empty() {
+            return Some("no plugins are configured".into());
+        }
+        let missing: Vec<String> = names.into_iter().filter(|n| !self.serves(n)).collect();
+        (!missing.is_empty()).then(|| format!("not served: {}", missing.join(", ")))
+    }
+
     /// Re-reads the `--config` file; on an error the previous contents stay in force.
     pub(crate) fn reload_config_file(&self) -> Result<(), ConfigError> {
         let Some(path) = &self.sources.config_file else { return Ok(()) };
