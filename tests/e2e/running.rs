@@ -190,3 +190,19 @@ fn the_systemd_unit_verifies() {
     let complaints: Vec<&str> = stderr.lines().filter(|l| l.contains("switchboard.service")).collect();
     assert!(out.status.success() && complaints.is_empty(), "{stderr}");
 }
+
+#[test]
+fn the_config_files_serve_table_sets_the_admin_address() {
+    let dir = scratch("serve-table");
+    std::fs::copy(plugin("echo"), dir.join("echo.wasm")).unwrap();
+    let config = dir.join("switchboard.toml");
+    std::fs::write(&config, "[serve]\nadmin = \"127.0.0.1:0\"\n\n[echo]\npath = \"echo.wasm\"\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()], 2);
+    assert!(server.urls.iter().any(|(name, url)| name == "admin" && url.starts_with("http://127.0.0.1:")), "{:?}", server.urls);
+    seed_echo_client(server.addr(0), &[b"configured"]);
+    // A typo in [serve] is an error at start, with its place in the file.
+    std::fs::write(&config, "[serve]\nadmn = \"127.0.0.1:0\"\n").unwrap();
+    let (code, _, stderr) = run(&["serve", "--config", config.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("line 2, column 1") && stderr.contains("unknown field `admn`"), "{stderr}");
+}

@@ -108,6 +108,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     signals: tokio::sync::mpsc::UnboundedReceiver<Signal>,
 ) -> Result<(), StartError> {
+    let mut config = config;
+    if let Some(path) = &config.config_file {
+        // The command line wins over the file's [serve] table.
+        let table = crate::config::file::read_serve_table(path)?;
+        config.admin = config.admin.or(table.admin);
+    }
     let sources = sources(&config)?;
     // The pool holds every admitted connection's instance, plus room for describe() calls.
     let runtime = RuntimeOptions {
