@@ -110,8 +110,9 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
     let registry = Registry::new(shared.clone(), stop.clone(), sources, config.limits, config.udp, overrides(&config))?;
 
     // Up before the plugins load, so /readyz says 503 while they do.
+    let drain_requested = CancellationToken::new();
     if let Some(addr) = config.admin {
-        admin::start(addr, registry.clone(), stop.clone()).await?;
+        admin::start(addr, &config.admin_options, registry.clone(), stop.clone(), drain_requested.clone()).await?;
     }
     // Watch before the first load, so a change made while loading is not missed.
     let watching = watch::spawn(registry.clone(), stop.clone()).map_err(StartError::Watch)?;
@@ -129,7 +130,11 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
         return Err(StartError::NoPlugins);
     }
 
-    shutdown.await;
+    // A signal, or `POST /api/drain`.
+    tokio::select! {
+        () = shutdown => {}
+        () = drain_requested.cancelled() => {}
+    }
     tracing::info!(drain_timeout = ?config.drain_timeout, "shutting down: no new connections; draining");
     stop.cancel();
     drop(watching);

@@ -85,7 +85,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
                 } else {
                     // SAFETY: `ReadBuf` guarantees its first `n` bytes were initialised.
                     unsafe { self.buf.set_len(self.buf.len() + n) };
-                    self.activity.moved(n);
+                    self.activity.received(n);
                     if n == self.next_read {
                         self.next_read = (self.next_read * 2).min(MAX_READ);
                     }
@@ -182,7 +182,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
                 Poll::Ready(Ok(0)) => error = Some(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     self.pending.advance(n);
-                    self.activity.moved(n);
+                    self.activity.sent(n);
                 }
                 Poll::Ready(Err(e)) => error = Some(e),
             }
@@ -264,7 +264,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> OutputStream for WriteStream<W> {
                 match Pin::new(&mut *writer).poll_write(&mut cx, &bytes) {
                     Poll::Ready(Ok(n)) if n > 0 => {
                         bytes.advance(n);
-                        self.activity.moved(n);
+                        self.activity.sent(n);
                     }
                     Poll::Ready(Ok(_)) => {
                         self.fail(io::ErrorKind::WriteZero.into());
