@@ -250,6 +250,8 @@ fn the_api_lists_an_open_connection_and_closing_it_by_id_ends_it() {
     open.write_all(b"hello").unwrap();
     assert_eq!(read_n(&mut open, 11), b"Echo=>hello");
     let peer = open.local_addr().unwrap().to_string();
+    // The host counts a write once the kernel took it: the client may read it first.
+    until("the echo's bytes counted", || open_connections(admin).first().is_some_and(|c| c["bytes_out"] == 11));
     let listed = open_connections(admin);
     assert_eq!(listed.len(), 1, "{listed:?}");
     let c = &listed[0];
