@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use switchboard::config::units::{Amplification, AtLeastOne, Count, OptionalDuration, Rate, RepliesPerPeer, Size, ValueError};
 use switchboard::config::{
-    AdminOptions, AdmissionConfig, CacheDir, Cidr, Duplicate, Limits, PluginSpec, ServeConfig, UdpOptions, collect_dirs, collect_env, collect_settings,
-    defaults, limits::check_memory_limit,
+    AdminOptions, AdmissionConfig, CacheDir, Cidr, Duplicate, Limits, PluginSpec, ServeConfig, UdpOptions, collect_dirs, collect_env,
+    collect_settings, defaults, limits::check_memory_limit,
 };
 
 /// switchboard: every connection's byte stream handed to its own sandboxed WebAssembly

@@ -255,7 +255,11 @@ fn the_api_lists_an_open_connection_and_closing_it_by_id_ends_it() {
     let listed = open_connections(admin);
     assert_eq!(listed.len(), 1, "{listed:?}");
     let c = &listed[0];
-    assert_eq!((c["plugin"].as_str(), c["peer"].as_str(), c["transport"].as_str()), (Some("echo"), Some(peer.as_str()), Some("tcp")), "{c}");
+    assert_eq!(
+        (c["plugin"].as_str(), c["peer"].as_str(), c["transport"].as_str()),
+        (Some("echo"), Some(peer.as_str()), Some("tcp")),
+        "{c}"
+    );
     assert_eq!((c["version"].as_str(), c["lane"].as_str()), (Some("0.1.0"), Some("light")), "{c}");
     assert_eq!((c["bytes_in"].as_u64(), c["bytes_out"].as_u64()), (Some(5), Some(11)), "{c}");
     assert!(c["age_seconds"].as_f64().unwrap() >= 0.0 && c["cpu_seconds"].as_f64().is_some(), "{c}");
@@ -384,7 +388,8 @@ fn the_token_is_enforced_on_every_post_and_drain_ends_the_server() {
         assert!(json["error"].as_str().unwrap().contains("wrong token"), "{json}");
     }
     // A page on another site cannot post, token or not.
-    let (code, json) = api(admin, "POST", "/api/listeners/echo/pause", &["Authorization: Bearer s3cret-token", "Origin: http://evil.example"]);
+    let (code, json) =
+        api(admin, "POST", "/api/listeners/echo/pause", &["Authorization: Bearer s3cret-token", "Origin: http://evil.example"]);
     assert_eq!(code, 403, "{json}");
     let (code, _, err) = status(admin, &["pause", "echo"]);
     assert_ne!(code, 0);
@@ -440,7 +445,8 @@ fn the_getfile_form_downloads_over_http_and_says_why_when_it_cannot() {
     let server = Server::start(&["--plugin", &getfile, "--dir", &grant, "--admin", "127.0.0.1:0"], 2);
     let (admin, port) = (admin_addr(&server), server.addr(0).port());
     let form = |file: &str, server_field: &str| format!("server={server_field}&port={port}&file={file}");
-    let (code, head, body) = exchange(admin, "POST", "/getfile", &["Content-Type: application/x-www-form-urlencoded"], form("data.bin", "127.0.0.1").as_bytes());
+    let (code, head, body) =
+        exchange(admin, "POST", "/getfile", &["Content-Type: application/x-www-form-urlencoded"], form("data.bin", "127.0.0.1").as_bytes());
     assert_eq!(code, 200, "{head}\n{}", String::from_utf8_lossy(&body));
     assert!(head.to_ascii_lowercase().contains("content-disposition: attachment; filename=\"data.bin\""), "{head}");
     assert!(body == content, "the download differs: {} bytes, want {}", body.len(), content.len());

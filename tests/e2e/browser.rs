@@ -17,8 +17,8 @@ const SCRIPT_PATIENCE: Duration = Duration::from_secs(180);
 
 /// The Chromium binary: Debian's, installed by `.ci/run`. Missing is a failure, not a skip.
 fn chromium() -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("chromium")).find(|p| p.is_file()));
+    let found =
+        std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("chromium")).find(|p| p.is_file()));
     found.unwrap_or_else(|| panic!("chromium is not installed: `.ci/run` installs Debian's package (apt-get install -y chromium)"))
 }
 

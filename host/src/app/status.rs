@@ -86,10 +86,7 @@ pub enum StatusError {
 pub async fn status(addr: &str, token_file: Option<&Path>, action: Option<Action>) -> Result<String, StatusError> {
     let token = match token_file {
         Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|source| StatusError::Token { path: path.to_path_buf(), source })?
-                .trim()
-                .to_string(),
+            std::fs::read_to_string(path).map_err(|source| StatusError::Token { path: path.to_path_buf(), source })?.trim().to_string(),
         ),
         None => None,
     };
@@ -149,7 +146,8 @@ impl Client<'_> {
             head.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| exchange(format!("no status in {:?}", first_line(head))))?;
         let json: Option<Value> = serde_json::from_str(body).ok();
         if !(200..300).contains(&status) {
-            let error = json.as_ref().and_then(|j| j.get("error")).and_then(Value::as_str).map_or_else(|| body.trim().to_string(), String::from);
+            let error =
+                json.as_ref().and_then(|j| j.get("error")).and_then(Value::as_str).map_or_else(|| body.trim().to_string(), String::from);
             return Err(StatusError::Refused { addr: self.addr.to_string(), status, error });
         }
         json.ok_or_else(|| exchange(format!("{method} {path}: the answer is not JSON")))
@@ -178,9 +176,23 @@ fn first_line(s: &str) -> &str {
 /// The plugins table (`ps`).
 pub fn ps(plugins: &Value) -> String {
     let mut rows = vec![
-        ["PLUGIN", "VERSION", "HASH", "WORLD", "LISTENERS", "ACTIVE", "SERVED", "REFUSED", "ERRORS", "TRAPS", "LIMITS", "QUARANTINE", "PREVIOUS"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "PLUGIN",
+            "VERSION",
+            "HASH",
+            "WORLD",
+            "LISTENERS",
+            "ACTIVE",
+            "SERVED",
+            "REFUSED",
+            "ERRORS",
+            "TRAPS",
+            "LIMITS",
+            "QUARANTINE",
+            "PREVIOUS",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for p in plugins.get("plugins").and_then(Value::as_array).into_iter().flatten() {
         let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
@@ -262,7 +274,8 @@ fn seconds(s: f64) -> String {
 /// Left-aligned columns, two spaces apart.
 fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns).map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..columns).map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
@@ -293,7 +306,10 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2, "{out}");
         assert!(lines[0].starts_with("ID  PLUGIN  VERSION  PEER "), "{out}");
-        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["7", "echo", "0.1.0", "127.0.0.1:40000", "tcp", "light", "1m15s", "5", "12", "400µs"]);
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["7", "echo", "0.1.0", "127.0.0.1:40000", "tcp", "light", "1m15s", "5", "12", "400µs"]
+        );
         assert_eq!(lines[0].find("PEER"), lines[1].find("127.0.0.1"), "{out}");
         assert_eq!(escape("tcp://127.0.0.1:5"), "tcp:%2F%2F127.0.0.1:5");
     }

@@ -138,7 +138,9 @@ pub(crate) enum OperatorError {
     #[error("no plugin named {0:?} is served")]
     NoPlugin(String),
     /// No plugin or listener has that name.
-    #[error("no plugin or listener named {0:?} (give a plugin name, or a listener as its `listening` line shows it, e.g. tcp://127.0.0.1:50007)")]
+    #[error(
+        "no plugin or listener named {0:?} (give a plugin name, or a listener as its `listening` line shows it, e.g. tcp://127.0.0.1:50007)"
+    )]
     NoListener(String),
     /// There is no previous version to go back to.
     #[error("plugin {0:?} has no previous version to roll back to (it has not been swapped since it was loaded)")]
@@ -333,8 +335,14 @@ impl Registry {
             None => {
                 let service = Service::new(plugin, max_connections, &self.stop);
                 tracing::info!(plugin = %name, version = %version, hash = &hash[..12], world, cached, "loaded");
-                let entry =
-                    Entry { service: service.clone(), listeners: Vec::new(), sha256: hash, config, previous: None, since: SystemTime::now() };
+                let entry = Entry {
+                    service: service.clone(),
+                    listeners: Vec::new(),
+                    sha256: hash,
+                    config,
+                    previous: None,
+                    since: SystemTime::now(),
+                };
                 entries.insert(name.to_string(), entry);
                 (service, Change::Loaded)
             }
@@ -384,7 +392,11 @@ impl Registry {
         let as_url = name.replacen(':', "://", 1);
         let chosen: Vec<&ServedListener> = match entries.get(name) {
             Some(entry) => entry.listeners.iter().collect(),
-            None => entries.values().flat_map(|e| &e.listeners).filter(|l| l.url == name || (!name.contains("://") && l.url == as_url)).collect(),
+            None => entries
+                .values()
+                .flat_map(|e| &e.listeners)
+                .filter(|l| l.url == name || (!name.contains("://") && l.url == as_url))
+                .collect(),
         };
         if chosen.is_empty() {
             return Err(OperatorError::NoListener(name.to_string()));

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use super::{PAUSED, Paused, Shared};
 use super::conversation::{self, closed_at_drain_timeout};
+use super::{PAUSED, Paused, Shared};
 use crate::admission::Source;
 use crate::guest::bindings::{Role, Transport};
 use crate::guest::closer::Closer;

@@ -33,9 +33,9 @@ use parking_lot::Mutex;
 use tokio::net::UdpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{PAUSED, Paused, Shared};
 use super::conversation::{self, closed_at_drain_timeout};
 use super::udp_guard::{Allowance, Dropped, Drops, OwnAddr, ReplyLimiter, amplification_fit, reflection_from_here};
+use super::{PAUSED, Paused, Shared};
 use crate::admission::{Refusal, Source};
 use crate::config::UdpOptions;
 use crate::guest::bindings::{Role, Transport};

@@ -65,7 +65,12 @@ impl Service {
 
     /// Enters a conversation starting now into the connection table; it leaves the table
     /// when the returned guard is dropped.
-    pub(crate) fn register(self: &Arc<Self>, info: &ConnectionInfo, plugin: &Arc<Plugin>, closer: &Closer) -> (Arc<Connection>, Registered) {
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        info: &ConnectionInfo,
+        plugin: &Arc<Plugin>,
+        closer: &Closer,
+    ) -> (Arc<Connection>, Registered) {
         let connection = Arc::new(Connection::new(info.id, plugin.clone(), info.peer.clone(), info.transport, closer.clone()));
         self.connections.insert(connection.clone());
         (connection, Registered { service: self.clone(), id: info.id })

@@ -31,9 +31,12 @@ pub(super) async fn answer(state: &State, method: &Method, rest: &[&str]) -> Res
         ["listeners", name, action @ ("pause" | "resume")] if post => pause(state, name, *action == "pause"),
         ["drain"] if post => {
             state.drain.cancel();
-            json(StatusCode::ACCEPTED, &json!({
-                "message": "draining: no new connections; the server exits once the open ones finish (or at its --drain-timeout)"
-            }))
+            json(
+                StatusCode::ACCEPTED,
+                &json!({
+                    "message": "draining: no new connections; the server exits once the open ones finish (or at its --drain-timeout)"
+                }),
+            )
         }
         ["plugins" | "connections"] => wrong_method(method, "GET"),
         ["connections", _, "close"] | ["plugins", _, "reload" | "rollback"] | ["listeners", _, "pause" | "resume"] | ["drain"] => {
@@ -134,10 +137,13 @@ fn close(state: &State, id: &str) -> Response<Body> {
     };
     connection.closer.close(CLOSED_BY_ADMIN);
     tracing::info!(plugin = %connection.plugin.name, id, peer = %connection.peer, "closing the connection (admin API)");
-    json(StatusCode::OK, &json!({
-        "message": format!("closing connection {id} ({} from {})", connection.plugin.name, connection.peer),
-        "id": id,
-    }))
+    json(
+        StatusCode::OK,
+        &json!({
+            "message": format!("closing connection {id} ({} from {})", connection.plugin.name, connection.peer),
+            "id": id,
+        }),
+    )
 }
 
 /// `POST /api/plugins/NAME/reload`: re-reads the configuration file and the plugin's
@@ -161,21 +167,26 @@ async fn reload(state: &State, name: &str) -> Response<Body> {
             let version = state.registry.services().iter().find(|s| s.name().as_ref() == name).map(|s| s.current().info.version.clone());
             json(StatusCode::OK, &json!({ "message": message, "change": word, "version": version }))
         }
-        Err(e) => json_error(StatusCode::UNPROCESSABLE_ENTITY, format!("reload rejected (the running version keeps serving): {}", Chain(&e))),
+        Err(e) => {
+            json_error(StatusCode::UNPROCESSABLE_ENTITY, format!("reload rejected (the running version keeps serving): {}", Chain(&e)))
+        }
     }
 }
 
 /// `POST /api/plugins/NAME/rollback`.
 async fn rollback(state: &State, name: &str) -> Response<Body> {
     match state.registry.rollback(name).await {
-        Ok((from, to)) => json(StatusCode::OK, &json!({
-            "message": format!(
-                "{name}: rolled back from {} ({}) to {} ({}); new connections get it",
-                from.info.version, &from.sha256[..12], to.info.version, &to.sha256[..12]
-            ),
-            "version": to.info.version,
-            "hash": to.sha256,
-        })),
+        Ok((from, to)) => json(
+            StatusCode::OK,
+            &json!({
+                "message": format!(
+                    "{name}: rolled back from {} ({}) to {} ({}); new connections get it",
+                    from.info.version, &from.sha256[..12], to.info.version, &to.sha256[..12]
+                ),
+                "version": to.info.version,
+                "hash": to.sha256,
+            }),
+        ),
         Err(e) => operator_error(&e),
     }
 }

@@ -93,11 +93,8 @@ async fn fetch_file(state: &Arc<State>, req: Request<Incoming>, header_token: Au
     }
     let server = field("server").filter(|s| !s.is_empty()).ok_or_else(|| bad("Server is empty: give a host name or address".into()))?;
     let port_text = field("port").unwrap_or_default();
-    let port: u16 = port_text
-        .parse()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| bad(format!("Port {port_text:?} is not a port number (1 to 65535)")))?;
+    let port: u16 =
+        port_text.parse().ok().filter(|p| *p != 0).ok_or_else(|| bad(format!("Port {port_text:?} is not a port number (1 to 65535)")))?;
     let name = field("file").filter(|s| !s.is_empty()).ok_or_else(|| bad("File is empty: give the name of the file to fetch".into()))?;
     let local = local_name(&name).ok_or_else(|| bad(format!("File {name:?} has no file name to save under")))?;
 
@@ -117,13 +114,11 @@ async fn fetch_file(state: &Arc<State>, req: Request<Incoming>, header_token: Au
     let dir = TempDir::new().map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot make a temporary directory: {e}")))?;
     let shared = state.registry.shared();
     let rt = &shared.rt;
-    let unavailable = |e: &(dyn std::error::Error + 'static)| Refusal(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {}", component.display(), Chain(e)));
+    let unavailable =
+        |e: &(dyn std::error::Error + 'static)| Refusal(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {}", component.display(), Chain(e)));
     let file = PluginFile::read(&component).await.map_err(|e| unavailable(&e))?;
-    let grants = Grants {
-        env: vec![("FILE".into(), name.clone())],
-        dir: Some(DirGrant { host: dir.0.clone(), writable: true }),
-        stdio: Stdio::Log,
-    };
+    let grants =
+        Grants { env: vec![("FILE".into(), name.clone())], dir: Some(DirGrant { host: dir.0.clone(), writable: true }), stdio: Stdio::Log };
     let limits = Limits { cpu_budget: None, ..state.registry.limits() };
     let plugin = Arc::new(Plugin::load(rt, file, grants, limits).await.map_err(|e| unavailable(&e))?);
     let socket = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr))
@@ -168,15 +163,12 @@ fn component(state: &State) -> Result<PathBuf, Refusal> {
     if let Some(path) = &state.getfile.component {
         return Ok(path.clone());
     }
-    state
-        .registry
-        .paths_of("getfile")
-        .into_iter()
-        .find(|p| p.extension().is_some_and(|e| e == "wasm"))
-        .ok_or_else(|| Refusal(
+    state.registry.paths_of("getfile").into_iter().find(|p| p.extension().is_some_and(|e| e == "wasm")).ok_or_else(|| {
+        Refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             "no getfile component: serve a plugin named getfile, or start the server with --admin-getfile PATH".into(),
-        ))
+        )
+    })
 }
 
 /// The name's last component, as the getfile client saves it; `None` if it has none.

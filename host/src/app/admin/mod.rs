@@ -186,7 +186,9 @@ impl State {
                 None => text(StatusCode::OK, "text/plain", "ready\n".into()),
                 Some(reason) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready: {reason}\n")),
             },
-            ["metrics" | "healthz" | "readyz"] => text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", format!("{method} is not allowed here; use GET\n")),
+            ["metrics" | "healthz" | "readyz"] => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", format!("{method} is not allowed here; use GET\n"))
+            }
             [""] if get => page::status_page(),
             ["getfile"] if get => page::getfile_page(),
             ["getfile"] if post => getfile::fetch(&self, req).await,
@@ -226,7 +228,10 @@ impl State {
     fn foreign(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
         let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
         if self.loopback_only && !host.is_empty() && !is_loopback_host(host) {
-            return Some(json_error(StatusCode::FORBIDDEN, format!("Host {host:?} is not this loopback endpoint: use http://127.0.0.1:PORT")));
+            return Some(json_error(
+                StatusCode::FORBIDDEN,
+                format!("Host {host:?} is not this loopback endpoint: use http://127.0.0.1:PORT"),
+            ));
         }
         if req.method() != Method::GET
             && let Some(origin) = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok())
@@ -269,7 +274,8 @@ fn token_refusal(why: Authorized) -> Response<Body> {
         Authorized::Missing => {
             let mut response = json_error(
                 StatusCode::UNAUTHORIZED,
-                "this request changes something and needs `Authorization: Bearer TOKEN` (the token in the server's --admin-token-file)".into(),
+                "this request changes something and needs `Authorization: Bearer TOKEN` (the token in the server's --admin-token-file)"
+                    .into(),
             );
             response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
