@@ -268,6 +268,10 @@ fn the_api_lists_an_open_connection_and_closing_it_by_id_ends_it() {
     // `status` shows it (w) beside the plugin (ps).
     let (code, out, err) = status(admin, &[]);
     assert_eq!(code, 0, "{err}");
+    // The address as the `listening admin` line prints it works too.
+    let (code, same, err) = run(&["status", "--admin", &format!("http://{admin}/"), "w"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(same.contains(&peer), "{same}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("PLUGIN  VERSION  HASH"), "{out}");
     assert!(lines[1].starts_with("echo    0.1.0    "), "{out}");

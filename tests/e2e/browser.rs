@@ -2,7 +2,8 @@
 //! driven by playwright-core (pinned in tests/e2e/tools, installed there with `npm ci`
 //! when missing; it downloads no browser). The script (tools/browser.mjs) opens the
 //! status page, opens an echo connection and sees it appear, clicks its Close button and
-//! sees it go, then fetches a file through the getfile form and asks for a missing one.
+//! sees it go, pauses and resumes the echo listener with its buttons, then fetches a file
+//! through the getfile form and asks for a missing one.
 //! Screenshots are kept under the target directory (`e2e-browser/`).
 
 use std::path::{Path, PathBuf};
@@ -103,12 +104,13 @@ fn the_status_page_and_the_getfile_form_work_in_headless_chromium() {
 
     let closed = summary["closedMessage"].as_str().unwrap_or_default();
     assert!(closed.starts_with("closing connection "), "{summary}");
+    assert!(summary["pausedMessage"].as_str().unwrap_or_default().contains(": paused"), "{summary}");
     assert_eq!(summary["suggested"], "report.bin", "{summary}");
     let downloaded = std::fs::read(summary["downloaded"].as_str().expect("a downloaded path")).expect("the downloaded file");
     assert!(downloaded == content, "the download differs: {} bytes, want {}", downloaded.len(), content.len());
     let refusal = summary["refusal"].as_str().unwrap_or_default();
     assert!(refusal.contains("gave no file \"nothing-here.bin\""), "{summary}");
-    for shot in ["1-status.png", "2-connection.png", "3-closed.png", "4-getfile-form.png", "5-getfile-refused.png"] {
+    for shot in ["1-status.png", "2-connection.png", "3-closed.png", "3b-paused.png", "4-getfile-form.png", "5-getfile-refused.png"] {
         assert!(std::fs::metadata(out.join(shot)).is_ok_and(|m| m.len() > 1000), "no screenshot {shot}");
     }
     assert!(server.stderr().contains("closing the connection (admin API)"), "{}", server.stderr());

@@ -90,6 +90,8 @@ pub async fn status(addr: &str, token_file: Option<&Path>, action: Option<Action
         ),
         None => None,
     };
+    // As the `listening admin http://ADDR` line prints it, or bare.
+    let addr = addr.strip_prefix("http://").unwrap_or(addr).trim_end_matches('/');
     let client = Client { addr, token: token.as_deref() };
     let post = |path: String| async move {
         let answer = client.request("POST", &path).await?;

@@ -6,6 +6,7 @@
 //           out: DIR, chromium: "/usr/bin/chromium" }
 // 1. The status page: an echo connection this script opens appears, its Close button ends it (the
 //    socket sees the close), and its row goes.
+//    Its Pause button makes the echo listener refuse a new connection; Resume serves again.
 // 2. The getfile form: a download of `file` is saved as OUT/download-<name>; a request for
 //    `missing` shows the refusal.
 // Screenshots go to OUT/*.png. The last line printed is a JSON summary; any failure exits non-zero.
@@ -32,6 +33,19 @@ function echoClient(addr) {
     });
     socket.on("error", reject);
     setTimeout(() => reject(new Error("the echo server did not answer within 10 s")), 10000);
+  });
+}
+
+// Connects and expects the server to close without a byte (a paused listener).
+function refusedClient(addr) {
+  const [host, port] = [addr.slice(0, addr.lastIndexOf(":")), Number(addr.slice(addr.lastIndexOf(":") + 1))];
+  return new Promise((resolve, reject) => {
+    let got = "";
+    const socket = net.connect({ host, port }, () => socket.write("anyone?"));
+    socket.on("data", (d) => { got += d.toString(); });
+    socket.on("close", () => (got === "" ? resolve() : reject(new Error(`a paused listener answered ${JSON.stringify(got)}`))));
+    socket.on("error", () => {});
+    setTimeout(() => reject(new Error("a paused listener kept the connection open for 10 s")), 10000);
   });
 }
 
@@ -68,6 +82,18 @@ try {
   await page.locator(`#connections tbody tr[data-id="${id}"]`).waitFor({ state: "detached" });
   summary.closedMessage = await page.locator("#message").textContent();
   await page.screenshot({ path: out("3-closed.png"), fullPage: true });
+
+  step("pause and resume the echo listener");
+  const echoRow = page.locator('#plugins tbody tr[data-plugin="echo"]');
+  await echoRow.locator("button.pause").click();
+  await echoRow.locator("button.resume").waitFor();
+  summary.pausedMessage = await page.locator("#message").textContent();
+  await refusedClient(config.echo);
+  await page.screenshot({ path: out("3b-paused.png"), fullPage: true });
+  await echoRow.locator("button.resume").click();
+  await echoRow.locator("button.pause").waitFor();
+  const again = await echoClient(config.echo);
+  again.socket.end();
 
   step("getfile form: download");
   await page.goto(config.admin + "/getfile");

@@ -205,7 +205,7 @@ fn pause(state: &State, name: &str, paused: bool) -> Response<Body> {
 fn operator_error(e: &OperatorError) -> Response<Body> {
     let status = match e {
         OperatorError::NoPlugin(_) | OperatorError::NoListener(_) => StatusCode::NOT_FOUND,
-        OperatorError::NoPrevious(_) | OperatorError::Unsuitable(_) => StatusCode::CONFLICT,
+        OperatorError::NoPrevious(_) | OperatorError::Unsuitable(_) | OperatorError::SerialOnly(_) => StatusCode::CONFLICT,
     };
     json_error(status, Chain(e).to_string())
 }

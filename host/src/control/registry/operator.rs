@@ -43,6 +43,9 @@ pub(crate) enum OperatorError {
         "no plugin or listener named {0:?} (give a plugin name, or a listener as its `listening` line shows it, e.g. tcp://127.0.0.1:50007)"
     )]
     NoListener(String),
+    /// Only serial lines were named: they take no new conversations to stop.
+    #[error("{0:?} has only serial lines, which are one conversation each and cannot be paused (stop the plugin, or close its connection)")]
+    SerialOnly(String),
     /// There is no previous version to go back to.
     #[error("plugin {0:?} has no previous version to roll back to (it has not been swapped since it was loaded)")]
     NoPrevious(String),
@@ -86,6 +89,11 @@ impl Registry {
         };
         if chosen.is_empty() {
             return Err(OperatorError::NoListener(name.to_string()));
+        }
+        // A serial line is one conversation, not a stream of new ones: nothing to pause.
+        let chosen: Vec<&ServedListener> = chosen.into_iter().filter(|l| !l.url.starts_with("serial://")).collect();
+        if chosen.is_empty() {
+            return Err(OperatorError::SerialOnly(name.to_string()));
         }
         for listener in &chosen {
             listener.paused.store(paused, Ordering::Relaxed);
