@@ -207,8 +207,11 @@ impl State {
         let Some(token) = &self.token else { return Authorized::Yes };
         let Some(given) = req.headers().get(AUTHORIZATION) else { return Authorized::Missing };
         let given = given.to_str().unwrap_or_default();
-        match given.strip_prefix("Bearer ").map(str::trim) {
-            Some(given) if same(given.as_bytes(), token.as_bytes()) => Authorized::Yes,
+        // The scheme's name is case-insensitive (RFC 9110).
+        match given.split_once(' ') {
+            Some((scheme, given)) if scheme.eq_ignore_ascii_case("bearer") && same(given.trim().as_bytes(), token.as_bytes()) => {
+                Authorized::Yes
+            }
             _ => Authorized::Wrong,
         }
     }
@@ -235,7 +238,8 @@ impl State {
         }
         if req.method() != Method::GET
             && let Some(origin) = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok())
-            && origin.strip_prefix("http://").is_none_or(|o| o != host)
+            // Behind a TLS-terminating proxy the page's origin is https://.
+            && origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")).is_none_or(|o| o != host)
         {
             return Some(json_error(StatusCode::FORBIDDEN, format!("a request from another site ({origin}) is refused")));
         }
