@@ -71,7 +71,7 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 }
 
 /// A JSON answer: the status and the parsed body.
-fn api(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> (u16, serde_json::Value) {
+pub fn api(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> (u16, serde_json::Value) {
     let (status, body) = request_with(addr, method, path, headers, b"");
     let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body:?}"));
     (status, json)
