@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crate::util::clock::coarse_clock;
 
 /// When a connection was last active (moved a byte, or its plugin ran), and how many
-/// bytes it moved; shared by its streams, its watchdog and the epoch callback.
+/// bytes it moved each way; shared by its streams, its watchdog, the epoch callback and
+/// the connection table.
 #[derive(Debug)]
 pub struct Activity {
     start: Instant,
