@@ -132,7 +132,6 @@ impl Admission {
     }
 
     /// Connections open right now.
-    #[cfg(test)]
     pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }

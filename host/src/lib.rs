@@ -7,16 +7,19 @@
 //! imports only from layers below its own (`layering` checks it, in the tests):
 //!
 //! ```text
-//! app/        serve (start, serve, drain), connect (dial out, role dialed), check
-//! control/    registry (what is served; load, bind, swap, remove), sources, watch
+//! app/        serve (start, serve, drain), connect (dial out, role dialed), check,
+//!             admin (metrics, health, JSON API, status page, getfile form), status
+//! control/    registry (what is served; load, bind, swap, remove; the operator's
+//!             pause/resume/rollback), sources, watch
 //! listener/   bind + `listening` line; tcp, udp (+ udp_guard), serial accept loops;
 //!             conversation: the one way every transport starts a conversation
 //! service     a served plugin: current version (swapped atomically), stop token,
-//!             quarantine, failure accounting
+//!             quarantine, failure accounting, connection table
 //! admission   who may start a conversation, and how many at once (every transport)
 //! session/    one conversation: stream or datagram, watchdog, outcome classifier
 //! instance/   engine and pool (runtime), plugin load (+ cache), a Store with its
-//!             grants, limits, CPU meter and epoch callback (store, live), lanes
+//!             grants, limits, CPU meter and epoch callback (store, live), lanes,
+//!             meters (a conversation's bytes and CPU, for the connection table)
 //! guest/      what the guest touches: wasi streams, the hub (+ its bindings impl on a
 //!             view, its backplane seam and the Redis backplane), stdout/stderr to the
 //!             log, the bindings, closer, traffic clock

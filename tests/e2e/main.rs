@@ -5,6 +5,7 @@
 //! by `cargo xtask test`, which is how this suite is meant to run.
 
 mod admin;
+mod browser;
 mod budgets;
 mod chat;
 mod check;
@@ -15,6 +16,7 @@ mod langs;
 mod limits;
 mod multihost;
 mod reload;
+mod running;
 mod serial;
 mod support;
 mod udp;

@@ -77,7 +77,7 @@ pub async fn connect(addr: &str, plugin: &Path, env: Vec<(String, String)>, cach
     let peer = socket.peer_addr().map(conversation::show).unwrap_or_else(|_| addr.to_string());
     let local = socket.local_addr().map(conversation::show).unwrap_or_default();
     let info = conversation::info(&rt, Transport::Tcp, Role::Dialed, peer, local);
-    match run_stream(&rt, &loaded, info, socket.into_split(), Closer::new(), Pace::Client).await {
+    match run_stream(&rt, &loaded, info, socket.into_split(), Closer::new(), Pace::Client, None).await {
         Outcome::Ok => Ok(()),
         outcome => Err(ConnectError::Plugin { path: plugin.to_path_buf(), outcome }),
     }

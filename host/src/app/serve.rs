@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -11,7 +13,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::app::admin::{self, AdminError};
-use crate::config::{ConfigError, PluginConfig, ServeConfig, name_of, not_a_directory};
+use crate::app::systemd;
+use crate::config::{ConfigError, HubBackend, PluginConfig, RedisHub, ServeConfig, defaults, name_of, not_a_directory};
 use crate::control::registry::Registry;
 use crate::control::sources::Sources;
 use crate::control::{ReloadError, watch};
@@ -23,6 +26,10 @@ use crate::instance::runtime::{Runtime, RuntimeOptions};
 use crate::listener::Shared;
 use crate::session::stream::CLOSE_GRACE;
 use crate::util::error::Chain;
+
+/// How long open conversations go on after the drain starts before they are told of it
+/// (their input ends): a request already on its way is answered as before.
+pub const DRAIN_NOTICE: Duration = Duration::from_secs(1);
 
 /// Instance slots beyond the connection limit, for `describe()` calls.
 const INSTANCE_HEADROOM: usize = 64;
@@ -89,10 +96,36 @@ pub enum StartError {
     Hub(#[from] BackplaneError),
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and drains.
+/// What a signal asks of a running server; the binary maps SIGHUP and SIGUSR1 here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Re-read `--config`, every sidecar and every plugin file now (SIGHUP, what
+    /// `systemctl reload` sends).
+    Reload,
+    /// Write the status (plugins, counters, open connections) to the log (SIGUSR1).
+    Status,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and drains; `signals` asks
+/// for a reload or a status report meanwhile.
 ///
-/// For every bound listener prints `listening NAME tcp://ADDR` to stdout.
-pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+/// For every bound listener prints `listening NAME tcp://ADDR` to stdout, and
+/// `watching PATH` for the plugins folder and the config file it follows.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+    signals: tokio::sync::mpsc::UnboundedReceiver<Signal>,
+) -> Result<(), StartError> {
+    let mut config = config;
+    if let Some(path) = &config.config_file {
+        // The command line wins over the file's [serve] table.
+        let table = crate::config::file::read_serve_table(path)?;
+        config.admin = config.admin.or(table.admin);
+        if let (HubBackend::InProcess, Some(url)) = (&config.hub, table.hub) {
+            let prefix = table.hub_prefix.unwrap_or_else(|| defaults::HUB_PREFIX.to_string());
+            config.hub = HubBackend::Redis(RedisHub { url, prefix });
+        }
+    }
     let sources = sources(&config)?;
     // The pool holds every admitted connection's instance, plus room for describe() calls.
     let runtime = RuntimeOptions {
@@ -110,6 +143,7 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
     let shared = Shared {
         rt,
         admission: Admission::new(config.admission.clone()),
+        draining: CancellationToken::new(),
         close_all: CancellationToken::new(),
         tracker: TaskTracker::new(),
     };
@@ -117,26 +151,50 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
     let registry = Registry::new(shared.clone(), stop.clone(), sources, config.limits, config.udp, overrides(&config))?;
 
     // Up before the plugins load, so /readyz says 503 while they do.
+    let drain_requested = CancellationToken::new();
     if let Some(addr) = config.admin {
-        admin::start(addr, registry.clone(), stop.clone()).await?;
+        admin::start(addr, &config.admin_options, registry.clone(), stop.clone(), drain_requested.clone()).await?;
     }
     // Watch before the first load, so a change made while loading is not missed.
     let watching = watch::spawn(registry.clone(), stop.clone()).map_err(StartError::Watch)?;
+    for path in config.plugins_dir.iter().chain(config.config_file.iter()) {
+        say(&format!("watching {}", path.display()));
+    }
     // Plugins named on the command line must start; a bad one fails the start. Plugins
     // from the folder or the config file are rejected with a log line instead, like later
     // changes to them, and the server starts with the rest.
+    let mut rejected = Vec::new();
     for name in registry.names() {
         match registry.apply(&name).await {
             Ok(_) => {}
             Err(e) if registry.sources().named_on_command_line(&name) => return Err(e.into()),
-            Err(e) => tracing::error!(plugin = %name, "rejected: {}; it is not served", Chain(&e)),
+            Err(e) => {
+                tracing::error!(plugin = %name, "rejected: {}; it is not served", Chain(&e));
+                rejected.push(name);
+            }
         }
     }
     if registry.services().is_empty() && registry.sources().dir.is_none() {
         return Err(StartError::NoPlugins);
     }
+    started(&registry, &rejected, &config);
+    let systemd = tokio::spawn(systemd::ready_when_served(registry.clone(), stop.clone()));
 
-    shutdown.await;
+    // A signal, or `POST /api/drain`.
+    let mut signals = signals;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = drain_requested.cancelled() => break,
+            Some(signal) = signals.recv() => match signal {
+                Signal::Reload => reload(&registry).await,
+                Signal::Status => status(&registry, &shared),
+            },
+        }
+    }
+    systemd::notify(&[sd_notify::NotifyState::Stopping]);
+    systemd.abort();
     tracing::info!(drain_timeout = ?config.drain_timeout, "shutting down: no new connections; draining");
     stop.cancel();
     drop(watching);
@@ -163,12 +221,70 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
     Ok(())
 }
 
-/// Lets open conversations finish for `timeout` (`None`: as long as they take), then
-/// closes the rest and gives them [`CLOSE_GRACE`] to say goodbye.
+/// Prints `line` on stdout at once (tests and scripts read these lines).
+fn say(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+/// Says at the start what is served and what was rejected.
+fn started(registry: &Registry, rejected: &[String], config: &ServeConfig) {
+    let served: Vec<String> = registry.services().iter().map(|s| s.name().to_string()).collect();
+    let rejected_list = if rejected.is_empty() { String::new() } else { format!("; rejected: {}", rejected.join(", ")) };
+    if served.is_empty() {
+        let waiting = match &config.plugins_dir {
+            Some(dir) => format!("; waiting for a *.wasm in {}", dir.display()),
+            None => String::new(),
+        };
+        tracing::warn!(served = 0, rejected = rejected.len(), "serving no plugins{rejected_list}{waiting}");
+    } else {
+        tracing::info!(served = served.len(), rejected = rejected.len(), "serving {}{rejected_list}", served.join(", "));
+    }
+}
+
+/// SIGHUP: re-reads everything and says what changed.
+async fn reload(registry: &Arc<Registry>) {
+    tracing::info!("reload requested (SIGHUP): re-reading the configuration and every plugin file");
+    systemd::reloading();
+    let done = watch::reload_all(registry).await;
+    tracing::info!(changed = done.changed, rejected = done.rejected, "reload done");
+    systemd::notify(&[sd_notify::NotifyState::Ready]);
+}
+
+/// SIGUSR1: one log line per plugin and one for the whole host.
+fn status(registry: &Registry, shared: &Shared) {
+    let services = registry.services();
+    for service in &services {
+        let plugin = service.current();
+        let s = service.counters.snapshot();
+        tracing::info!(
+            plugin = %service.name(), version = %plugin.info.version, sha256 = &plugin.sha256[..12.min(plugin.sha256.len())],
+            open = service.gate.open(), served = s.served, errors = s.errors, traps = s.traps, limit_hits = s.limit_hits,
+            host_failures = s.host_failures, refused = s.refused, quarantined = service.quarantine.in_force(), "status"
+        );
+    }
+    let not_served: Vec<String> = registry.names().into_iter().filter(|n| !registry.serves(n)).collect();
+    tracing::info!(
+        plugins = services.len(), open = shared.admission.open(), not_served = %not_served.join(","), "status: host"
+    );
+}
+
+/// Lets open conversations go on for [`DRAIN_NOTICE`] (what is in flight finishes as
+/// before), then tells every one the host is draining (a stream's input ends once nothing
+/// more is in flight, its output stays open for a goodbye); at `timeout` after the start
+/// (`None`: never) closes the rest and gives them [`CLOSE_GRACE`] to say goodbye. Ends
+/// as soon as every conversation has.
 async fn drain(shared: &Shared, timeout: Option<Duration>) {
     shared.tracker.close();
+    let started = tokio::time::Instant::now();
+    let notice = timeout.map_or(DRAIN_NOTICE, |t| t.min(DRAIN_NOTICE));
+    if tokio::time::timeout(notice, shared.tracker.wait()).await.is_ok() {
+        return;
+    }
+    shared.draining.cancel();
     let Some(timeout) = timeout else { return shared.tracker.wait().await };
-    if tokio::time::timeout(timeout, shared.tracker.wait()).await.is_err() {
+    if tokio::time::timeout_at(started + timeout, shared.tracker.wait()).await.is_err() {
         tracing::info!(open = shared.tracker.len(), "drain timeout: closing the remaining connections");
         shared.close_all.cancel();
         let _ = tokio::time::timeout(CLOSE_GRACE + Duration::from_secs(1), shared.tracker.wait()).await;

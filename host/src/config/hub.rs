@@ -57,6 +57,14 @@ pub struct HubUrlError {
     pub why: &'static str,
 }
 
+impl<'de> serde::Deserialize<'de> for HubUrl {
+    /// From a string, checked as on the command line (`hub = "redis://…"` in `[serve]`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::str::FromStr for HubUrl {
     type Err = HubUrlError;
 

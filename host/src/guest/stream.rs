@@ -8,7 +8,8 @@
 //!   buffer, writes straight to the socket; only what the socket does not take at once
 //!   is kept, at most [`WRITE_CAPACITY`] bytes (backpressure: `check-write` reports 0).
 //!
-//! Both streams also end when the connection's [`Closer`] fires.
+//! Both streams also end when the connection's [`Closer`] fires; when it drains, only
+//! the input ends (with [`DRAINING`]), once nothing more is in flight.
 
 use std::io;
 use std::pin::Pin;
@@ -20,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
-use super::closer::Closer;
+use super::closer::{Closer, DRAINING};
 use super::traffic::Activity;
 
 /// First read size; doubled (up to [`MAX_READ`]) whenever a read fills it.
@@ -85,7 +86,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
                 } else {
                     // SAFETY: `ReadBuf` guarantees its first `n` bytes were initialised.
                     unsafe { self.buf.set_len(self.buf.len() + n) };
-                    self.activity.moved(n);
+                    self.activity.received(n);
                     if n == self.next_read {
                         self.next_read = (self.next_read * 2).min(MAX_READ);
                     }
@@ -100,7 +101,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
     }
 
     fn settled(&self) -> bool {
-        !self.buf.is_empty() || !matches!(self.state, ReadState::Open) || self.closer.is_closed()
+        !self.buf.is_empty() || !matches!(self.state, ReadState::Open) || self.closer.is_closed() || self.closer.is_draining()
     }
 }
 
@@ -113,6 +114,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> Pollable for ReadStream<R> {
         let closer = self.closer.clone();
         tokio::select! {
             () = closer.closed() => {}
+            () = closer.draining() => {}
             () = std::future::poll_fn(|cx| self.poll_fill(cx)) => {}
         }
     }
@@ -132,6 +134,8 @@ impl<R: AsyncRead + Unpin + Send + 'static> InputStream for ReadStream<R> {
             return Ok(self.buf.split_to(n).freeze());
         }
         match std::mem::replace(&mut self.state, ReadState::Ended) {
+            // Nothing is in flight any more: a drained input ends here.
+            ReadState::Open if self.closer.is_draining() => Err(StreamError::LastOperationFailed(wasmtime::format_err!("{DRAINING}"))),
             ReadState::Open => {
                 self.state = ReadState::Open;
                 Ok(Bytes::new())
@@ -182,7 +186,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
                 Poll::Ready(Ok(0)) => error = Some(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     self.pending.advance(n);
-                    self.activity.moved(n);
+                    self.activity.sent(n);
                 }
                 Poll::Ready(Err(e)) => error = Some(e),
             }
@@ -264,7 +268,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> OutputStream for WriteStream<W> {
                 match Pin::new(&mut *writer).poll_write(&mut cx, &bytes) {
                     Poll::Ready(Ok(n)) if n > 0 => {
                         bytes.advance(n);
-                        self.activity.moved(n);
+                        self.activity.sent(n);
                     }
                     Poll::Ready(Ok(_)) => {
                         self.fail(io::ErrorKind::WriteZero.into());
@@ -309,6 +313,22 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Drop for WriteStream<W> {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_drained_input_delivers_what_is_in_flight_then_ends() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let closer = Closer::new();
+        let mut input = ReadStream::new(server, closer.clone(), Activity::new());
+        client.write_all(b"last words").await.unwrap();
+        closer.drain();
+        input.ready().await;
+        assert_eq!(&input.read(100).unwrap()[..], b"last words");
+        match input.read(100) {
+            Err(StreamError::LastOperationFailed(e)) => assert!(e.to_string().starts_with("draining:"), "{e}"),
+            other => panic!("not drained: {other:?}"),
+        }
+        assert!(matches!(input.read(100), Err(StreamError::Closed)));
+    }
 
     #[tokio::test]
     async fn reads_come_in_order_and_end_as_closed() {

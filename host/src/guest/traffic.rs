@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crate::util::clock::coarse_clock;
 
 /// When a connection was last active (moved a byte, or its plugin ran), and how many
-/// bytes it moved; shared by its streams, its watchdog and the epoch callback.
+/// bytes it moved each way; shared by its streams, its watchdog, the epoch callback and
+/// the connection table.
 #[derive(Debug)]
 pub struct Activity {
     start: Instant,
@@ -18,7 +19,10 @@ pub struct Activity {
     start_coarse: u64,
     /// The last activity, coarse nanoseconds after the start.
     last: AtomicU64,
-    bytes: AtomicU64,
+    /// Bytes read from the peer.
+    bytes_in: AtomicU64,
+    /// Bytes written to the peer.
+    bytes_out: AtomicU64,
     /// The plugin yielded at an epoch tick and waits for a core: it is running, not idle,
     /// however long a loaded machine keeps it waiting.
     yielded: AtomicU32,
@@ -31,7 +35,8 @@ impl Activity {
             start: Instant::now(),
             start_coarse: coarse_clock(),
             last: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
             yielded: AtomicU32::new(0),
         })
     }
@@ -41,9 +46,15 @@ impl Activity {
         self.last.store(coarse_clock().saturating_sub(self.start_coarse), Ordering::Relaxed);
     }
 
-    /// Records `n` bytes moved (read or written) now.
-    pub fn moved(&self, n: usize) {
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    /// Records `n` bytes read from the peer now.
+    pub fn received(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Records `n` bytes written to the peer now.
+    pub fn sent(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
         self.touch();
     }
 
@@ -59,9 +70,19 @@ impl Activity {
         self.yielded.load(Ordering::Relaxed) > 0
     }
 
-    /// Bytes moved so far.
+    /// Bytes moved so far, both ways.
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
+        self.bytes_in() + self.bytes_out()
+    }
+
+    /// Bytes read from the peer so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written to the peer so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
     }
 
     /// The instant of the last traffic (or the start).

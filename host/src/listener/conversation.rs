@@ -13,6 +13,7 @@ use crate::guest::bindings::{ConnectionInfo, Role, Transport};
 use crate::guest::closer::Closer;
 use crate::instance::runtime::Runtime;
 use crate::service::Service;
+use crate::service::connections::Connection;
 use crate::util::backoff::Backoff;
 
 /// Why a conversation is closed when the drain timeout runs out.
@@ -30,19 +31,37 @@ pub(crate) fn info(rt: &Runtime, transport: Transport, role: Role, peer: String,
 }
 
 /// Spawns `conversation` on the lanes, tracked for the drain: in the heavy lane from the
-/// start while `service`'s plugin is quarantined, else moving there if it spins.
-pub(crate) fn spawn<F>(shared: &Shared, service: &Service, conversation: F) -> JoinHandle<()>
+/// start while `service`'s plugin is quarantined, else moving there if it spins. Its
+/// entry in the connection table, if it has one, follows its lane.
+pub(crate) fn spawn<F>(shared: &Shared, service: &Service, entry: Option<&Connection>, conversation: F) -> JoinHandle<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    shared.tracker.spawn(shared.rt.lanes().run(conversation, service.quarantine.in_force()))
+    let laned = shared.rt.lanes().run(conversation, service.quarantine.in_force());
+    if let Some(entry) = entry {
+        entry.follow_lane(laned.heavy_flag());
+    }
+    shared.tracker.spawn(laned)
 }
 
-/// Runs `conversation`; if `close_all` fires first (the drain timeout ran out), asks it to
-/// close through `closer` and lets it finish saying goodbye. Without a closer (a datagram)
-/// the conversation is dropped at once.
-pub(crate) async fn closed_at_drain_timeout<F: Future<Output = ()>>(close_all: CancellationToken, closer: Option<Closer>, conversation: F) {
+/// Runs `conversation`; when the drain starts (`draining`) tells it through `closer`, and
+/// if `close_all` fires (the drain timeout ran out), asks it to close and lets it finish
+/// saying goodbye. Without a closer (a datagram) the conversation runs on at the drain
+/// and is dropped at the timeout.
+pub(crate) async fn closed_at_drain_timeout<F: Future<Output = ()>>(
+    (draining, close_all): (CancellationToken, CancellationToken),
+    closer: Option<Closer>,
+    conversation: F,
+) {
     tokio::pin!(conversation);
+    tokio::select! {
+        () = &mut conversation => return,
+        () = draining.cancelled() => {}
+        () = close_all.cancelled() => {}
+    }
+    if let Some(closer) = &closer {
+        closer.drain();
+    }
     tokio::select! {
         () = &mut conversation => return,
         () = close_all.cancelled() => {}

@@ -11,6 +11,7 @@ pub(crate) mod udp_guard;
 
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,13 @@ use crate::instance::plugin::Plugin;
 use crate::instance::runtime::Runtime;
 use crate::service::Service;
 
+/// A listener's pause switch (the admin API's pause/resume): while set, it stops taking
+/// new conversations; open ones go on.
+pub(crate) type Paused = Arc<AtomicBool>;
+
+/// Why a connection to a paused listener is refused.
+pub(crate) const PAUSED: &str = "the listener is paused";
+
 /// What every listener task needs from the server.
 #[derive(Clone)]
 pub(crate) struct Shared {
@@ -29,10 +37,20 @@ pub(crate) struct Shared {
     pub(crate) rt: Arc<Runtime>,
     /// Who may connect, and how many at once.
     pub(crate) admission: Arc<Admission>,
+    /// Cancelled when the drain starts: every open conversation is told (its input ends
+    /// once nothing more is in flight; see `Closer::drain`).
+    pub(crate) draining: CancellationToken,
     /// Cancelled when the drain timeout runs out: every open conversation is closed.
     pub(crate) close_all: CancellationToken,
     /// Tracks every task, for the drain at shutdown.
     pub(crate) tracker: TaskTracker,
+}
+
+impl Shared {
+    /// The drain's two tokens, for [`conversation::closed_at_drain_timeout`].
+    pub(crate) fn drain_tokens(&self) -> (CancellationToken, CancellationToken) {
+        (self.draining.clone(), self.close_all.clone())
+    }
 }
 
 /// Why a listener could not be started for a plugin.
@@ -73,23 +91,31 @@ pub(crate) enum BoundListener {
 }
 
 impl BoundListener {
-    /// Prints the `listening NAME URL` line and starts serving `service` on it.
-    /// Serving stops when `stop` is cancelled (the listener is dropped, so new
-    /// connections are refused); conversations already open finish.
-    pub(crate) fn start(self, service: &Arc<Service>, shared: &Shared, stop: CancellationToken) {
-        let url = match &self {
+    /// Where it listens, as its `listening` line shows it: `tcp://ADDR`, `udp://ADDR`,
+    /// `serial://DEVICE`.
+    pub(crate) fn url(&self) -> String {
+        match self {
             BoundListener::Tcp(listener) => format!("tcp://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()),
             BoundListener::Udp(socket) => format!("udp://{}", socket.local_addr().map(|a| a.to_string()).unwrap_or_default()),
             BoundListener::Serial(line) => format!("serial://{}", line.device()),
-        };
+        }
+    }
+
+    /// Prints the `listening NAME URL` line and starts serving `service` on it.
+    /// Serving stops when `stop` is cancelled (the listener is dropped, so new
+    /// connections are refused); conversations already open finish. While `paused` is
+    /// set, a TCP or UDP listener takes no new conversations (a serial line is one
+    /// conversation and is not paused).
+    pub(crate) fn start(self, service: &Arc<Service>, shared: &Shared, stop: CancellationToken, paused: Paused) {
+        let url = self.url();
         // Tests and scripts read these lines: one per listener, flushed at once.
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening {} {url}", service.name());
         let _ = stdout.flush();
         let (service, task_shared) = (service.clone(), shared.clone());
         match self {
-            BoundListener::Tcp(listener) => shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, task_shared))),
-            BoundListener::Udp(socket) => shared.tracker.spawn(until_stopped(stop, udp::run(socket, service, task_shared))),
+            BoundListener::Tcp(listener) => shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, task_shared, paused))),
+            BoundListener::Udp(socket) => shared.tracker.spawn(until_stopped(stop, udp::run(socket, service, task_shared, paused))),
             // A serial line is one conversation: stopping its listener ends it.
             BoundListener::Serial(line) => shared.tracker.spawn(until_stopped(stop, serial::run(line, service, task_shared))),
         };

@@ -178,15 +178,17 @@ async fn converse(line: &SerialLine, ticket: Ticket, service: &Arc<Service>, sha
     // The conversation is a task of its own: should this listener's future be dropped
     // (its listener stopped), the guard below still closes it gracefully, and the drain
     // at shutdown waits for it.
+    let plugin = service.current();
+    let (entry, registered) = service.register(&info, &plugin, &closer);
     let talk = {
-        let (rt, plugin, service, closer) = (shared.rt.clone(), service.current(), service.clone(), closer.clone());
+        let (rt, service, closer, entry) = (shared.rt.clone(), service.clone(), closer.clone(), entry.clone());
         async move {
-            let _ticket = ticket;
-            let outcome = run_stream(&rt, &plugin, info.clone(), (reader, writer), closer, Pace::Line).await;
+            let _held = (ticket, registered);
+            let outcome = run_stream(&rt, &plugin, info.clone(), (reader, writer), closer, Pace::Line, Some(&entry.meters)).await;
             service.account(&info, &outcome);
         }
     };
-    let conversation = conversation::spawn(shared, service, talk);
+    let conversation = conversation::spawn(shared, service, Some(&entry), talk);
     let _close_if_dropped = CloseOnDrop(closer.clone());
     tokio::pin!(conversation);
     let (mut stopping, mut forced) = (false, false);

@@ -2,12 +2,13 @@
 //! instance.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use super::Shared;
 use super::conversation::{self, closed_at_drain_timeout};
+use super::{PAUSED, Paused, Shared};
 use crate::admission::Source;
 use crate::guest::bindings::{Role, Transport};
 use crate::guest::closer::Closer;
@@ -32,8 +33,9 @@ pub(crate) async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> 
     socket.listen(BACKLOG)
 }
 
-/// Accepts until the service stops.
-pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, shared: Shared) {
+/// Accepts until the service stops; while `paused`, accepted connections are closed at
+/// once (and counted as refused).
+pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, shared: Shared, paused: Paused) {
     let local = listener.local_addr().map(conversation::show).unwrap_or_default();
     let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
     loop {
@@ -44,6 +46,10 @@ pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, shared: Sh
         match accepted {
             Ok((socket, peer)) => {
                 backoff.reset();
+                if paused.load(Ordering::Relaxed) {
+                    service.refused(&conversation::show(peer), PAUSED);
+                    continue;
+                }
                 start(socket, peer, &local, &service, &shared);
             }
             Err(e) => conversation::pause_after_error(&mut backoff, &service, "accept", &e, false).await,
@@ -66,13 +72,14 @@ fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &A
     let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
     let (plugin, rt, task_service) = (service.current(), shared.rt.clone(), service.clone());
     let closer = Closer::new();
+    let (entry, registered) = service.register(&info, &plugin, &closer);
     let talk = {
-        let closer = closer.clone();
+        let (closer, entry) = (closer.clone(), entry.clone());
         async move {
-            let _ticket = ticket;
-            let outcome = run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer, Pace::Client).await;
+            let _held = (ticket, registered);
+            let outcome = run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer, Pace::Client, Some(&entry.meters)).await;
             task_service.account(&info, &outcome);
         }
     };
-    conversation::spawn(shared, service, closed_at_drain_timeout(shared.close_all.clone(), Some(closer), talk));
+    conversation::spawn(shared, service, Some(&entry), closed_at_drain_timeout(shared.drain_tokens(), Some(closer), talk));
 }

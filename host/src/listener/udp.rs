@@ -33,9 +33,9 @@ use parking_lot::Mutex;
 use tokio::net::UdpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::Shared;
 use super::conversation::{self, closed_at_drain_timeout};
 use super::udp_guard::{Allowance, Dropped, Drops, OwnAddr, ReplyLimiter, amplification_fit, reflection_from_here};
+use super::{PAUSED, Paused, Shared};
 use crate::admission::{Refusal, Source};
 use crate::config::UdpOptions;
 use crate::guest::bindings::{Role, Transport};
@@ -85,8 +85,9 @@ struct Listener {
     shared: Shared,
 }
 
-/// Answers datagrams until the service stops.
-pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, shared: Shared) {
+/// Answers datagrams until the service stops; while `paused`, datagrams get no answer
+/// (and are counted as refused).
+pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, shared: Shared, paused: Paused) {
     let UdpListener { socket, options, own_address } = listener;
     let socket = Arc::new(socket);
     let this = Arc::new(Listener {
@@ -115,6 +116,10 @@ pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, shared: Sh
         match received {
             Ok((n, peer)) => {
                 backoff.reset();
+                if paused.load(std::sync::atomic::Ordering::Relaxed) {
+                    this.service.refused(&conversation::show(peer), PAUSED);
+                    continue;
+                }
                 this.clone().take(peer, &buf[..n], permit);
             }
             // ICMP errors reported on the socket (ECONNREFUSED) are routine.
@@ -144,12 +149,12 @@ impl Listener {
         }
         let payload = payload.to_vec();
         let (shared, service) = (self.shared.clone(), self.service.clone());
-        let close_all = shared.close_all.clone();
+        let tokens = shared.drain_tokens();
         let answer = async move {
             let _held = (permit, ticket);
             self.answer(peer, payload).await;
         };
-        conversation::spawn(&shared, &service, closed_at_drain_timeout(close_all, None, answer));
+        conversation::spawn(&shared, &service, None, closed_at_drain_timeout(tokens, None, answer));
     }
 
     /// Runs the plugin on one datagram and sends back the replies that fit.

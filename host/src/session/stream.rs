@@ -18,6 +18,7 @@ use crate::guest::stream::{LeftoverSlot, ReadStream, WriteStream};
 use crate::guest::traffic::Activity;
 use crate::instance::LimitHit;
 use crate::instance::live::{Conversation, Live};
+use crate::instance::meters::Meters;
 use crate::instance::plugin::Plugin;
 use crate::instance::runtime::Runtime;
 
@@ -37,7 +38,8 @@ pub(crate) enum Pace {
 }
 
 /// Runs `plugin`'s stream handler over `reader`/`writer` until it finishes; `closer`
-/// lets the host end the conversation gracefully (shutdown, hub overflow, a limit).
+/// lets the host end the conversation gracefully (shutdown, hub overflow, a limit, the
+/// admin API); `meters`, if given, is shown the conversation's traffic and CPU.
 pub(crate) async fn run_stream<R, W>(
     rt: &Arc<Runtime>,
     plugin: &Arc<Plugin>,
@@ -45,6 +47,7 @@ pub(crate) async fn run_stream<R, W>(
     (reader, writer): (R, W),
     closer: Closer,
     pace: Pace,
+    meters: Option<&Meters>,
 ) -> Outcome
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -63,6 +66,9 @@ where
         Err(e) => return Outcome::Failed(e.to_string()),
     };
     let cpu = live.cpu();
+    if let Some(meters) = meters {
+        meters.attach(activity.clone(), cpu.clone());
+    }
     let (output, leftover) = WriteStream::new(writer, closer.clone(), activity.clone());
     let input: DynInputStream = Box::new(ReadStream::new(reader, closer.clone(), activity.clone()));
     let output: DynOutputStream = Box::new(output);
@@ -91,7 +97,24 @@ where
     // sent in `leftover`.
     live.finish().await;
     deliver_leftover(leftover, &span).await;
+    access_log(&span, plugin, &activity, &outcome);
     outcome
+}
+
+/// The access log: one line per conversation at `info` (like xinetd's
+/// `log_on_success`), in the connection's span (plugin, id, peer). Its target is
+/// `switchboard::access`, so `RUST_LOG=info,switchboard::access=off` turns it off.
+fn access_log(span: &tracing::Span, plugin: &Plugin, activity: &Activity, outcome: &Outcome) {
+    tracing::info!(
+        target: "switchboard::access",
+        parent: span,
+        version = %plugin.info.version,
+        duration_ms = activity.started().elapsed().as_millis() as u64,
+        bytes_in = activity.bytes_in(),
+        bytes_out = activity.bytes_out(),
+        outcome = %outcome.kind(),
+        "closed"
+    );
 }
 
 /// Runs the call while the watchdog watches; a watchdog hit asks the plugin to close,

@@ -204,6 +204,10 @@ impl Launcher {
                     spec.listeners
                 ),
             };
+            // `serve --plugins DIR` also says which folder it follows.
+            if line.starts_with("watching ") {
+                continue;
+            }
             listeners.push(parse_listening(&line).with_context(|| format!("{}: unexpected line {line:?}", spec.describe))?);
         }
         let addr = listeners[0].1;
