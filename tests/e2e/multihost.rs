@@ -233,7 +233,16 @@ fn chat_survives_a_redis_restart_and_crosses_again_within_two_seconds() {
 fn serve_starts_without_redis_and_connects_when_it_comes_up() {
     let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
-    let (a, b) = (chat_host(&url, false), chat_host(&url, false));
+    // Host B has its hub in its config file's [serve] table instead of --hub.
+    let dir = std::env::temp_dir().join(format!("switchboard-multihost-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("switchboard.toml");
+    let table =
+        format!("[serve]\nhub = \"{url}\"\n\n[chat]\npath = {:?}\nlisten = [\"127.0.0.1:0\"]\n", plugin("chat").display().to_string());
+    std::fs::write(&config, table).unwrap();
+    let a = chat_host(&url, false);
+    let b = Server::start(&["--config", config.to_str().unwrap()], 1);
+    b.wait_for_log("hub backplane: Redis is unreachable");
     a.wait_for_log("hub backplane: Redis is unreachable");
     // Local rooms are served meanwhile.
     let mut a1 = join(a.addr(0), &mut []);
@@ -247,6 +256,7 @@ fn serve_starts_without_redis_and_connects_when_it_comes_up() {
     let mut b1 = join(b.addr(0), &mut [&mut a1, &mut a2]);
     let want = format!("* 3 here: {}, {}, {}", a1.addr, a2.addr, b1.addr);
     who_until(&mut b1, &want, Duration::from_secs(5));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
