@@ -41,6 +41,20 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// Every reason, in declaration order.
+    pub(crate) const ALL: [Refusal; 5] = [Refusal::Address, Refusal::Global, Refusal::Plugin, Refusal::PerIp, Refusal::Rate];
+
+    /// The reason as a metric label.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Refusal::Address => "cidr",
+            Refusal::Global => "max_connections",
+            Refusal::Plugin => "plugin_max_connections",
+            Refusal::PerIp => "per_ip",
+            Refusal::Rate => "rate",
+        }
+    }
+
     /// A short reason for logs.
     pub(crate) fn reason(self) -> &'static str {
         match self {
@@ -93,11 +107,6 @@ impl PluginGate {
     /// Changes the limit (a reloaded configuration); open connections stay.
     pub(crate) fn set_max(&self, max: usize) {
         self.max.store(max, Ordering::Relaxed);
-    }
-
-    /// How many of the plugin's connections are open now.
-    pub(crate) fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
     }
 }
 

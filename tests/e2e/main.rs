@@ -13,6 +13,7 @@ mod faults;
 mod getfile;
 mod langs;
 mod limits;
+mod metrics;
 mod reload;
 mod serial;
 mod support;

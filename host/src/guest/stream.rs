@@ -82,10 +82,11 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
                 let n = rb.filled().len();
                 if n == 0 {
                     self.state = ReadState::Ended;
+                    self.activity.peer_ended();
                 } else {
                     // SAFETY: `ReadBuf` guarantees its first `n` bytes were initialised.
                     unsafe { self.buf.set_len(self.buf.len() + n) };
-                    self.activity.moved(n);
+                    self.activity.received(n);
                     if n == self.next_read {
                         self.next_read = (self.next_read * 2).min(MAX_READ);
                     }
@@ -94,6 +95,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
             }
             Poll::Ready(Err(e)) => {
                 self.state = ReadState::Failed(e);
+                self.activity.peer_ended();
                 Poll::Ready(())
             }
         }
@@ -182,7 +184,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
                 Poll::Ready(Ok(0)) => error = Some(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     self.pending.advance(n);
-                    self.activity.moved(n);
+                    self.activity.sent(n);
                 }
                 Poll::Ready(Err(e)) => error = Some(e),
             }
@@ -201,7 +203,9 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
         Poll::Ready(())
     }
 
+    /// The connection refused a write: the peer is gone (reset, or closed its side).
     fn fail(&mut self, e: io::Error) {
+        self.activity.peer_ended();
         self.failed = Some(e);
         self.broken = true;
         self.pending.clear();
@@ -264,7 +268,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> OutputStream for WriteStream<W> {
                 match Pin::new(&mut *writer).poll_write(&mut cx, &bytes) {
                     Poll::Ready(Ok(n)) if n > 0 => {
                         bytes.advance(n);
-                        self.activity.moved(n);
+                        self.activity.sent(n);
                     }
                     Poll::Ready(Ok(_)) => {
                         self.fail(io::ErrorKind::WriteZero.into());

@@ -35,7 +35,7 @@ pub(crate) fn spawn<F>(shared: &Shared, service: &Service, conversation: F) -> J
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    shared.tracker.spawn(shared.rt.lanes().run(conversation, service.quarantine.in_force()))
+    shared.tracker.spawn(shared.rt.lanes().run(conversation, service.quarantine.in_force(), &service.lane_moves))
 }
 
 /// Runs `conversation`; if `close_all` fires first (the drain timeout ran out), asks it to

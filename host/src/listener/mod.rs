@@ -77,21 +77,22 @@ impl BoundListener {
     /// Serving stops when `stop` is cancelled (the listener is dropped, so new
     /// connections are refused); conversations already open finish.
     pub(crate) fn start(self, service: &Arc<Service>, shared: &Shared, stop: CancellationToken) {
-        let url = match &self {
-            BoundListener::Tcp(listener) => format!("tcp://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()),
-            BoundListener::Udp(socket) => format!("udp://{}", socket.local_addr().map(|a| a.to_string()).unwrap_or_default()),
-            BoundListener::Serial(line) => format!("serial://{}", line.device()),
+        let (transport, address) = match &self {
+            BoundListener::Tcp(listener) => ("tcp", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+            BoundListener::Udp(socket) => ("udp", socket.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+            BoundListener::Serial(line) => ("serial", line.device().to_string()),
         };
         // Tests and scripts read these lines: one per listener, flushed at once.
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "listening {} {url}", service.name());
+        let _ = writeln!(stdout, "listening {} {transport}://{address}", service.name());
         let _ = stdout.flush();
+        let stats = service.counters.listener(transport, address);
         let (service, task_shared) = (service.clone(), shared.clone());
         match self {
-            BoundListener::Tcp(listener) => shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, task_shared))),
-            BoundListener::Udp(socket) => shared.tracker.spawn(until_stopped(stop, udp::run(socket, service, task_shared))),
+            BoundListener::Tcp(listener) => shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, stats, task_shared))),
+            BoundListener::Udp(socket) => shared.tracker.spawn(until_stopped(stop, udp::run(socket, service, stats, task_shared))),
             // A serial line is one conversation: stopping its listener ends it.
-            BoundListener::Serial(line) => shared.tracker.spawn(until_stopped(stop, serial::run(line, service, task_shared))),
+            BoundListener::Serial(line) => shared.tracker.spawn(until_stopped(stop, serial::run(line, service, stats, task_shared))),
         };
     }
 }

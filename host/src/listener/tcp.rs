@@ -7,13 +7,14 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::Shared;
-use super::conversation::{self, closed_at_drain_timeout};
+use super::conversation::{self, SHUTTING_DOWN, closed_at_drain_timeout};
 use crate::admission::Source;
 use crate::guest::bindings::{Role, Transport};
 use crate::guest::closer::Closer;
+use crate::guest::traffic::Activity;
 use crate::service::Service;
-use crate::service::accounting::Counters;
-use crate::session::stream::{Pace, run_stream};
+use crate::service::accounting::{Ended, ListenerStats};
+use crate::session::stream::{Meters, Pace, run_stream};
 use crate::util::backoff::Backoff;
 
 /// Pending connections the kernel queues for us. tokio's default of 128 overflows when
@@ -32,8 +33,8 @@ pub(crate) async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> 
     socket.listen(BACKLOG)
 }
 
-/// Accepts until the service stops.
-pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, shared: Shared) {
+/// Accepts until the service stops, counting into `stats`.
+pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, stats: Arc<ListenerStats>, shared: Shared) {
     let local = listener.local_addr().map(conversation::show).unwrap_or_default();
     let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
     loop {
@@ -44,7 +45,7 @@ pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, shared: Sh
         match accepted {
             Ok((socket, peer)) => {
                 backoff.reset();
-                start(socket, peer, &local, &service, &shared);
+                start(socket, peer, &local, &service, &stats, &shared);
             }
             Err(e) => conversation::pause_after_error(&mut backoff, &service, "accept", &e, false).await,
         }
@@ -53,24 +54,27 @@ pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, shared: Sh
 
 /// Admits one accepted connection and starts its conversation; a refused one is closed
 /// at once (the client sees the close instead of hanging).
-fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &Arc<Service>, shared: &Shared) {
+fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &Arc<Service>, stats: &Arc<ListenerStats>, shared: &Shared) {
     let ticket = match shared.admission.admit(&service.gate, Source::Ip(peer.ip())) {
         Ok(ticket) => ticket,
         Err(refusal) => {
-            service.refused(&conversation::show(peer), refusal.reason());
+            service.refused(stats, &conversation::show(peer), refusal);
             return;
         }
     };
-    Counters::bump(&service.counters.served);
+    let open = stats.started();
     let _ = socket.set_nodelay(true);
     let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
-    let (plugin, rt, task_service) = (service.current(), shared.rt.clone(), service.clone());
+    let (plugin, rt, task_service, task_stats) = (service.current(), shared.rt.clone(), service.clone(), stats.clone());
     let closer = Closer::new();
     let talk = {
         let closer = closer.clone();
         async move {
             let _ticket = ticket;
-            let outcome = run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer, Pace::Client).await;
+            let activity = Activity::counted(task_stats.traffic.clone());
+            let meters = Meters { activity: activity.clone(), instantiation: &task_stats.instantiation };
+            let outcome = run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer.clone(), Pace::Client, meters).await;
+            open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));
             task_service.account(&info, &outcome);
         }
     };

@@ -3,19 +3,20 @@
 //! accepted afterwards run the new version, open ones keep the instance they started on.
 
 pub(crate) mod accounting;
+pub(crate) mod endings;
 
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::PluginGate;
+use crate::admission::{PluginGate, Refusal};
 use crate::guest::bindings::ConnectionInfo;
 use crate::instance::LimitHit;
-use crate::instance::lane::{QUARANTINE, Quarantine};
+use crate::instance::lane::{LaneMoves, QUARANTINE, Quarantine};
 use crate::instance::plugin::Plugin;
 use crate::session::Outcome;
-use accounting::Counters;
+use accounting::{Counters, ListenerStats};
 
 /// A served plugin.
 pub(crate) struct Service {
@@ -29,6 +30,8 @@ pub(crate) struct Service {
     pub(crate) gate: Arc<PluginGate>,
     /// Whether it misbehaved lately (its new connections then start in the heavy lane).
     pub(crate) quarantine: Quarantine,
+    /// How many of its connections went to the heavy lane.
+    pub(crate) lane_moves: Arc<LaneMoves>,
 }
 
 impl Service {
@@ -42,6 +45,7 @@ impl Service {
             counters: Counters::default(),
             gate: PluginGate::new(max_connections),
             quarantine: Quarantine::default(),
+            lane_moves: Arc::default(),
         })
     }
 
@@ -79,11 +83,12 @@ impl Service {
         }
     }
 
-    /// Counts and logs (rate-limited) a connection refused at admission.
-    pub(crate) fn refused(&self, peer: &dyn std::fmt::Display, reason: &str) {
-        Counters::bump(&self.counters.refused);
+    /// Counts (on its listener's `stats`) and logs (rate-limited) a connection refused
+    /// at admission.
+    pub(crate) fn refused(&self, stats: &ListenerStats, peer: &dyn std::fmt::Display, refusal: Refusal) {
+        stats.refused(refusal);
         if let Some(suppressed) = self.counters.may_log() {
-            tracing::info!(plugin = %self.name, %peer, suppressed, "connection refused: {reason}");
+            tracing::info!(plugin = %self.name, %peer, suppressed, "connection refused: {}", refusal.reason());
         }
     }
 

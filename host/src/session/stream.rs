@@ -4,7 +4,7 @@
 //! connection.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
@@ -20,6 +20,7 @@ use crate::instance::LimitHit;
 use crate::instance::live::{Conversation, Live};
 use crate::instance::plugin::Plugin;
 use crate::instance::runtime::Runtime;
+use crate::util::histogram::Histogram;
 
 /// How long a plugin may keep running after the host asked its connection to close.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -36,6 +37,15 @@ pub(crate) enum Pace {
     Line,
 }
 
+/// What a conversation is measured with.
+pub(crate) struct Meters<'a> {
+    /// Its traffic clock: the caller makes it (counting its listener's bytes, if it
+    /// keeps them) and reads it afterwards (who ended the connection).
+    pub(crate) activity: Arc<Activity>,
+    /// Where the time it took to make its instance goes.
+    pub(crate) instantiation: &'a Histogram,
+}
+
 /// Runs `plugin`'s stream handler over `reader`/`writer` until it finishes; `closer`
 /// lets the host end the conversation gracefully (shutdown, hub overflow, a limit).
 pub(crate) async fn run_stream<R, W>(
@@ -45,6 +55,7 @@ pub(crate) async fn run_stream<R, W>(
     (reader, writer): (R, W),
     closer: Closer,
     pace: Pace,
+    meters: Meters<'_>,
 ) -> Outcome
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -56,7 +67,8 @@ where
     let Some(exports) = plugin.stream_exports() else {
         return Outcome::Failed(format!("{} does not export a stream handler", plugin.name));
     };
-    let activity = Activity::new();
+    let Meters { activity, instantiation } = meters;
+    let starting = Instant::now();
     let with = Conversation { peer: info.peer.clone(), closer: closer.clone(), activity: Some(activity.clone()) };
     let mut live = match Live::start(rt, plugin, &span, with).await {
         Ok(live) => live,
@@ -72,6 +84,7 @@ where
         let input = table.push(input)?;
         let output = table.push(output)?;
         let instance = plugin.instance_pre().instantiate_async(&mut *store).await.map_err(instantiation_error)?;
+        instantiation.observe(starting.elapsed());
         let guest = exports.load(&mut *store, &instance)?;
         guest.call_handle_connection(&mut *store, &info, input, output).await
     });

@@ -4,6 +4,7 @@
 //! should be exposed without one.
 
 mod metrics;
+mod process;
 
 use std::convert::Infallible;
 use std::io::Write;

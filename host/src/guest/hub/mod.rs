@@ -33,9 +33,9 @@ mod limits;
 
 pub(crate) use host::{HubAccess, HubCtx, HubView};
 pub use limits::HubLimits;
-use limits::HubStats;
 use limits::PublishBudget;
 pub(crate) use limits::Refused;
+use limits::{HubCounts, HubStats};
 
 /// All rooms of one host.
 #[derive(Clone)]
@@ -77,9 +77,13 @@ impl Hub {
     }
 
     /// Number of rooms that currently have members.
-    #[cfg(test)]
     pub fn room_count(&self) -> usize {
         self.rooms.lock().values().filter(|r| r.strong_count() > 0).count()
+    }
+
+    /// What the hub holds now and has done since the host started.
+    pub(crate) fn counts(&self) -> HubCounts {
+        self.stats.counts(self.room_count() as u64)
     }
 
     /// Joins `room` as `name`; `closer` ends the member's connection if it falls behind;
@@ -108,8 +112,9 @@ impl Hub {
         let inbox = Arc::new(Inbox { queue: Mutex::new(Queue::default()), notify: Notify::new(), closer });
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
         room.members.lock().push(Entry { id, name, inbox: inbox.clone() });
+        self.stats.members.fetch_add(1, Ordering::Relaxed);
         let budget = PublishBudget::new(&self.limits);
-        Ok(Member { id, room, inbox, limits: self.limits, budget, held: held.clone() })
+        Ok(Member { id, room, inbox, limits: self.limits, budget, held: held.clone(), stats: self.stats.clone() })
     }
 }
 
@@ -172,6 +177,8 @@ pub struct Member {
     budget: PublishBudget,
     /// The memberships its instance holds, this one included.
     held: Arc<AtomicUsize>,
+    /// The hub's counts.
+    stats: Arc<HubStats>,
 }
 
 impl Member {
@@ -196,6 +203,7 @@ impl Member {
 
     /// Sends `msg` to every other member; disconnects those whose queue is full.
     fn publish(&self, msg: Bytes) {
+        self.stats.messages.fetch_add(1, Ordering::Relaxed);
         let mut evicted = Vec::new();
         {
             let mut members = self.room.members.lock();
@@ -223,6 +231,7 @@ impl Member {
                     keep
                 });
                 drop(members);
+                self.stats.dropped_members.fetch_add(gone.len() as u64, Ordering::Relaxed);
                 for (name, closer) in gone {
                     tracing::warn!(room = %self.room.name, member = %name, "hub queue full: disconnecting a member that is not reading");
                     closer.close("hub queue full: the client is not reading");
@@ -265,6 +274,7 @@ impl Drop for Member {
     fn drop(&mut self) {
         self.room.members.lock().retain(|e| e.id != self.id);
         self.held.fetch_sub(1, Ordering::Relaxed);
+        self.stats.members.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -346,6 +356,10 @@ mod tests {
         assert!(slow_closer.is_closed());
         assert_eq!(slow.try_recv(), None, "an evicted member's queue is freed");
         assert_eq!(talker.names(), ["talker", "fast"]);
+        let counts = hub.counts();
+        assert_eq!((counts.rooms, counts.members, counts.messages, counts.dropped_members), (1, 3, 10, 1));
+        drop((talker, slow, fast));
+        assert_eq!((hub.counts().rooms, hub.counts().members), (0, 0), "members are counted until their resource goes");
     }
 
     #[test]
