@@ -8,9 +8,10 @@
 //! load generators and their shared helpers), `stats` (latencies, errors, loop outcomes), `chat` (the chat clients of fanout),
 //! `harness` (the run loop, `Bench::measure_all`, the work folder), `rounds`
 //! (`Bench::measure_rounds`: servers measured in turn, for rtt, stream, connrate), `scenarios` (rtt,
-//! stream, connrate, idle, fanout, getfile: switchboard against baselines), `faults` and
-//! `reload` (switchboard alone), `report` (the table).
+//! stream, connrate, idle, fanout, getfile: switchboard against baselines), `faults`,
+//! `reload` and `admin` (switchboard against itself), `report` (the table).
 
+mod admin;
 mod chat;
 mod cli;
 mod faults;
