@@ -7,12 +7,14 @@
 //! imports only from layers below its own (`layering` checks it, in the tests):
 //!
 //! ```text
-//! app/        serve (start, serve, drain), connect (dial out, role dialed), check
+//! app/        serve (start, serve, drain), connect (dial out, role dialed), check,
+//!             admin (HTTP endpoint; metrics collectors, process collector)
 //! control/    registry (what is served; load, bind, swap, remove), sources, watch
 //! listener/   bind + `listening` line; tcp, udp (+ udp_guard), serial accept loops;
 //!             conversation: the one way every transport starts a conversation
-//! service     a served plugin: current version (swapped atomically), stop token,
-//!             quarantine, failure accounting
+//! service/    a served plugin: current version (swapped atomically), stop token,
+//!             quarantine; accounting (per-listener counters, atomics only) and
+//!             endings (the names of how conversations end or datagrams drop)
 //! admission   who may start a conversation, and how many at once (every transport)
 //! session/    one conversation: stream or datagram, watchdog, outcome classifier
 //! instance/   engine and pool (runtime), plugin load (+ cache), a Store with its
@@ -20,7 +22,7 @@
 //! guest/      what the guest touches: wasi streams, the hub (+ its bindings impl on a
 //!             view), stdout/stderr to the log, the bindings, closer, traffic clock
 //! config/     plain settings and value syntax (units, defaults, listen, files)
-//! util/       clocks, backoff, log-line allowance, error chains
+//! util/       clocks, backoff, log-line allowance, error chains, lock-free histogram
 //! ```
 //!
 //! Dependencies point one way: app → control → listener → service → admission →

@@ -78,9 +78,21 @@ impl Ended {
         }
     }
 
-    /// Its place among the counters.
+    /// Its place among the counters (its position in [`Ended::ALL`]).
     pub(crate) fn index(self) -> usize {
-        Ended::ALL.iter().position(|e| *e == self).unwrap_or(0)
+        match self {
+            Ended::Remote => 0,
+            Ended::Local => 1,
+            Ended::Error => 2,
+            Ended::Trap => 3,
+            Ended::Limit(LimitHit::Memory) => 4,
+            Ended::Limit(LimitHit::Cpu) => 5,
+            Ended::Limit(LimitHit::Idle) => 6,
+            Ended::Limit(LimitHit::Duration) => 7,
+            Ended::Closed => 8,
+            Ended::Drain => 9,
+            Ended::HostFailure => 10,
+        }
     }
 }
 
@@ -179,6 +191,7 @@ mod tests {
         let other = Closer::new();
         other.close("hub queue full");
         assert_eq!(Ended::of(&Outcome::Closed("hub queue full".into()), &other, DRAIN, &activity), Ended::Closed);
+        assert!(Ended::ALL.iter().enumerate().all(|(i, e)| e.index() == i), "index() is the place in ALL");
         let names: Vec<_> = Ended::ALL.iter().map(|e| e.name()).collect();
         assert_eq!(names.len(), names.iter().collect::<std::collections::BTreeSet<_>>().len(), "names are unique");
     }
