@@ -293,3 +293,38 @@ fn traps_quarantine_and_the_heavy_lane_are_counted() {
     let moved = metrics.value("switchboard_lane_moves_total", &[("plugin", "misbehave"), ("reason", "quarantined")]);
     assert_eq!(moved, 1.0, "the connection after the first trap started in the heavy lane");
 }
+
+#[test]
+fn endings_say_who_ended_the_connection() {
+    // getfile returns once the file is sent, while its client is still connected: local.
+    let dir = std::env::temp_dir().join(format!("switchboard-metrics-endings-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("note.txt"), "a small file\n").unwrap();
+    let getfile = format!("{}@127.0.0.1:0", plugin("getfile").display());
+    let grant = format!("getfile={}", dir.display());
+    let server = Server::start(&["--plugin", &getfile, "--dir", &grant, "--admin", "127.0.0.1:0"], 2);
+    let admin = admin_addr(&server);
+    let mut s = connect(server.addr(0));
+    s.write_all(b"note.txt\n").unwrap();
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut got).unwrap();
+    assert_eq!(got, b"a small file\n");
+    let getfile = [("plugin", "getfile")];
+    let metrics = until_value(admin, "switchboard_downstream_cx_closed_total", &[("plugin", "getfile"), ("reason", "local")], 1.0);
+    assert_eq!(metrics.value("switchboard_downstream_cx_closed_total", &getfile), 1.0, "one ending, one reason");
+    assert_eq!(metrics.value("switchboard_downstream_cx_tx_bytes_total", &getfile), 13.0);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A quiet echo connection is ended by the idle timeout: a limit, by its kind.
+    let echo = format!("{}@127.0.0.1:0", plugin("echo").display());
+    let server = Server::start(&["--plugin", &echo, "--idle-timeout", "1s", "--admin", "127.0.0.1:0"], 2);
+    let admin = admin_addr(&server);
+    let mut quiet = connect(server.addr(0));
+    assert_eq!(std::io::Read::read(&mut quiet, &mut [0u8; 16]).unwrap_or(0), 0, "closed, not answered");
+    let idle = [("plugin", "echo"), ("reason", "limit_idle")];
+    let metrics = until_value(admin, "switchboard_downstream_cx_closed_total", &idle, 1.0);
+    assert_eq!(metrics.value("switchboard_plugin_limit_hits_total", &ECHO), 1.0);
+    assert_eq!(metrics.value("switchboard_downstream_cx_closed_total", &ECHO), 1.0, "one ending, one reason");
+}
