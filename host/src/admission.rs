@@ -108,6 +108,11 @@ impl PluginGate {
     pub(crate) fn set_max(&self, max: usize) {
         self.max.store(max, Ordering::Relaxed);
     }
+
+    /// How many of the plugin's connections are open now.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
 }
 
 /// Held for the life of an admitted connection; releases its slots when dropped.
@@ -141,7 +146,6 @@ impl Admission {
     }
 
     /// Connections open right now.
-    #[cfg(test)]
     pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }

@@ -16,6 +16,11 @@ use switchboard::config::{
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about, long_about = None)]
 pub struct Cli {
+    /// How log records are written to stderr: `text` lines, or `json` (one object per
+    /// line, with plugin, connection id and peer as fields).
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -24,10 +29,11 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve plugins on their listeners until SIGINT/SIGTERM.
+    /// Serve plugins on their listeners until SIGINT/SIGTERM (SIGHUP re-reads every
+    /// plugin and configuration file, SIGUSR1 logs the status).
     ///
     /// Prints one line per bound listener to stdout: `listening NAME tcp://ADDR` (or
-    /// `udp://ADDR`, `serial://DEVICE`).
+    /// `udp://ADDR`, `serial://DEVICE`), and `watching PATH` for the folder it follows.
     /// Logs go to stderr (level from RUST_LOG, default info). Every limit takes `off`
     /// (or 0) for "no limit".
     Serve(Box<ServeArgs>),

@@ -3,8 +3,8 @@
 //! causes (`error: what failed: why: why that`).
 
 mod cli;
+mod logging;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -18,11 +18,10 @@ fn main() -> ExitCode {
         Command::Connect(_) => "warn",
         _ => "info,wasmtime=warn,cranelift=warn",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()))
-        .init();
+    if let Err(e) = logging::init(cli.log_format, default_filter) {
+        eprintln!("error: {}", Chain(&e));
+        return ExitCode::FAILURE;
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -55,7 +54,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Command::Serve(args) => {
                 let config = (*args).into_config()?;
                 let shutdown = shutdown_signal().map_err(|e| Failed("installing signal handlers", e))?;
-                switchboard::app::serve::serve(config, shutdown).await?;
+                let signals = control_signals().map_err(|e| Failed("installing signal handlers", e))?;
+                switchboard::app::serve::serve(config, shutdown, signals).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Connect(args) => {
@@ -75,6 +75,29 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Failed(&'static str, #[source] std::io::Error);
+
+/// Installs the SIGHUP (reload) and SIGUSR1 (status) handlers now, so neither signal
+/// kills the process (SIGHUP's default action, also what a closed terminal sends).
+fn control_signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<switchboard::app::serve::Signal>> {
+    use switchboard::app::serve::Signal;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let signal = tokio::select! {
+                Some(()) = hup.recv() => Signal::Reload,
+                Some(()) = usr1.recv() => Signal::Status,
+                else => return,
+            };
+            if tx.send(signal).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
 
 /// Installs the SIGINT/SIGTERM handlers now (so no signal can arrive before them and
 /// kill the process outright); the future resolves at the first signal, and a second

@@ -15,6 +15,7 @@ mod langs;
 mod limits;
 mod metrics;
 mod reload;
+mod running;
 mod serial;
 mod support;
 mod udp;

@@ -73,6 +73,9 @@ pub struct Server {
     pub listeners: Vec<(String, SocketAddr)>,
     /// `(plugin name, URL)` for every `listening` line (serial ones included), in order.
     pub urls: Vec<(String, String)>,
+    /// The folders and files `serve` said it follows (`watching PATH`), read with the
+    /// `listening` lines.
+    pub watching: Vec<String>,
     stderr: Arc<Mutex<String>>,
     stdout: Mutex<mpsc::Receiver<String>>,
 }
@@ -80,9 +83,15 @@ pub struct Server {
 impl Server {
     /// Starts `switchboard serve ARGS...` and waits for `expect` listening lines.
     pub fn start(args: &[&str], expect: usize) -> Server {
+        Server::start_env(args, expect, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_env(args: &[&str], expect: usize, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(binary())
             .arg("serve")
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -111,6 +120,7 @@ impl Server {
         });
         let mut listeners = Vec::new();
         let mut urls = Vec::new();
+        let mut watching = Vec::new();
         while urls.len() < expect {
             let line = match rx.recv_timeout(START_PATIENCE) {
                 Ok(line) => line,
@@ -130,33 +140,44 @@ impl Server {
                         assert!(url.starts_with("serial://") || url.starts_with("http://"), "unexpected listener {url}");
                     }
                 }
+                ["watching", path] => watching.push(path.to_string()),
                 _ => panic!("unexpected stdout line {line:?}"),
             }
         }
-        Server { child, listeners, urls, stderr, stdout: Mutex::new(rx) }
+        Server { child, listeners, urls, watching, stderr, stdout: Mutex::new(rx) }
     }
 
-    /// The next `listening` line printed after start-up (a plugin added while running).
+    /// The next `listening` line printed after start-up (a plugin added while running);
+    /// `watching` lines on the way are skipped.
     pub fn next_listening(&self, limit: Duration) -> (String, SocketAddr) {
-        let line = self
-            .stdout
-            .lock()
-            .unwrap()
-            .recv_timeout(limit)
-            .unwrap_or_else(|_| panic!("no new `listening` line within {limit:?}; stderr:\n{}", self.stderr()));
-        match line.split(' ').collect::<Vec<_>>().as_slice() {
-            ["listening", name, url] => {
-                let addr = url.split("://").nth(1).expect("listening URL").parse().expect("listening address");
-                (name.to_string(), addr)
+        let deadline = std::time::Instant::now() + limit;
+        let stdout = self.stdout.lock().unwrap();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = stdout
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no new `listening` line within {limit:?}; stderr:\n{}", self.stderr()));
+            match line.split(' ').collect::<Vec<_>>().as_slice() {
+                ["watching", _] => continue,
+                ["listening", name, url] => {
+                    let addr = url.split("://").nth(1).expect("listening URL").parse().expect("listening address");
+                    return (name.to_string(), addr);
+                }
+                _ => panic!("unexpected stdout line {line:?}"),
             }
-            _ => panic!("unexpected stdout line {line:?}"),
         }
     }
 
     /// Whether a new `listening` line has been printed since the last one read (the line
-    /// is consumed).
+    /// is consumed; `watching` lines are skipped).
     pub fn printed_listening(&self) -> bool {
-        self.stdout.lock().unwrap().try_recv().is_ok()
+        let stdout = self.stdout.lock().unwrap();
+        while let Ok(line) = stdout.try_recv() {
+            if !line.starts_with("watching ") {
+                return true;
+            }
+        }
+        false
     }
 
     /// The address of the `i`th listener.

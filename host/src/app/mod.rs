@@ -6,6 +6,7 @@ pub mod admin;
 pub mod check;
 pub mod connect;
 pub mod serve;
+mod systemd;
 
 use std::sync::Arc;
 

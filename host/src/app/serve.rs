@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -11,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::app::admin::{self, AdminError};
+use crate::app::systemd;
 use crate::config::{ConfigError, PluginConfig, ServeConfig, name_of, not_a_directory};
 use crate::control::registry::Registry;
 use crate::control::sources::Sources;
@@ -85,10 +88,32 @@ pub enum StartError {
     Admin(#[from] AdminError),
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and drains.
+/// What a signal asks of a running server; the binary maps SIGHUP and SIGUSR1 here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Re-read `--config`, every sidecar and every plugin file now (SIGHUP, what
+    /// `systemctl reload` sends).
+    Reload,
+    /// Write the status (plugins, counters, open connections) to the log (SIGUSR1).
+    Status,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and drains; `signals` asks
+/// for a reload or a status report meanwhile.
 ///
-/// For every bound listener prints `listening NAME tcp://ADDR` to stdout.
-pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+/// For every bound listener prints `listening NAME tcp://ADDR` to stdout, and
+/// `watching PATH` for the plugins folder and the config file it follows.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+    signals: tokio::sync::mpsc::UnboundedReceiver<Signal>,
+) -> Result<(), StartError> {
+    let mut config = config;
+    if let Some(path) = &config.config_file {
+        // The command line wins over the file's [serve] table.
+        let table = crate::config::file::read_serve_table(path)?;
+        config.admin = config.admin.or(table.admin);
+    }
     let sources = sources(&config)?;
     // The pool holds every admitted connection's instance, plus room for describe() calls.
     let runtime = RuntimeOptions {
@@ -115,21 +140,42 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
     }
     // Watch before the first load, so a change made while loading is not missed.
     let watching = watch::spawn(registry.clone(), stop.clone()).map_err(StartError::Watch)?;
+    for path in config.plugins_dir.iter().chain(config.config_file.iter()) {
+        say(&format!("watching {}", path.display()));
+    }
     // Plugins named on the command line must start; a bad one fails the start. Plugins
     // from the folder or the config file are rejected with a log line instead, like later
     // changes to them, and the server starts with the rest.
+    let mut rejected = Vec::new();
     for name in registry.names() {
         match registry.apply(&name).await {
             Ok(_) => {}
             Err(e) if registry.sources().named_on_command_line(&name) => return Err(e.into()),
-            Err(e) => tracing::error!(plugin = %name, "rejected: {}; it is not served", Chain(&e)),
+            Err(e) => {
+                tracing::error!(plugin = %name, "rejected: {}; it is not served", Chain(&e));
+                rejected.push(name);
+            }
         }
     }
     if registry.services().is_empty() && registry.sources().dir.is_none() {
         return Err(StartError::NoPlugins);
     }
+    started(&registry, &rejected, &config);
+    let systemd = tokio::spawn(systemd::ready_when_served(registry.clone(), stop.clone()));
 
-    shutdown.await;
+    let mut signals = signals;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(signal) = signals.recv() => match signal {
+                Signal::Reload => reload(&registry).await,
+                Signal::Status => status(&registry, &shared),
+            },
+        }
+    }
+    systemd::notify(&[sd_notify::NotifyState::Stopping]);
+    systemd.abort();
     tracing::info!(drain_timeout = ?config.drain_timeout, "shutting down: no new connections; draining");
     stop.cancel();
     drop(watching);
@@ -142,6 +188,55 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
         );
     }
     Ok(())
+}
+
+/// Prints `line` on stdout at once (tests and scripts read these lines).
+fn say(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+/// Says at the start what is served and what was rejected.
+fn started(registry: &Registry, rejected: &[String], config: &ServeConfig) {
+    let served: Vec<String> = registry.services().iter().map(|s| s.name().to_string()).collect();
+    let rejected_list = if rejected.is_empty() { String::new() } else { format!("; rejected: {}", rejected.join(", ")) };
+    if served.is_empty() {
+        let waiting = match &config.plugins_dir {
+            Some(dir) => format!("; waiting for a *.wasm in {}", dir.display()),
+            None => String::new(),
+        };
+        tracing::warn!(served = 0, rejected = rejected.len(), "serving no plugins{rejected_list}{waiting}");
+    } else {
+        tracing::info!(served = served.len(), rejected = rejected.len(), "serving {}{rejected_list}", served.join(", "));
+    }
+}
+
+/// SIGHUP: re-reads everything and says what changed.
+async fn reload(registry: &Arc<Registry>) {
+    tracing::info!("reload requested (SIGHUP): re-reading the configuration and every plugin file");
+    systemd::reloading();
+    let done = watch::reload_all(registry).await;
+    tracing::info!(changed = done.changed, rejected = done.rejected, "reload done");
+    systemd::notify(&[sd_notify::NotifyState::Ready]);
+}
+
+/// SIGUSR1: one log line per plugin and one for the whole host.
+fn status(registry: &Registry, shared: &Shared) {
+    let services = registry.services();
+    for service in &services {
+        let plugin = service.current();
+        let s = service.counters.snapshot();
+        tracing::info!(
+            plugin = %service.name(), version = %plugin.info.version, sha256 = &plugin.sha256[..12.min(plugin.sha256.len())],
+            open = service.gate.open(), served = s.served, errors = s.errors, traps = s.traps, limit_hits = s.limit_hits,
+            host_failures = s.host_failures, refused = s.refused, quarantined = service.quarantine.in_force(), "status"
+        );
+    }
+    let not_served: Vec<String> = registry.names().into_iter().filter(|n| !registry.serves(n)).collect();
+    tracing::info!(
+        plugins = services.len(), open = shared.admission.open(), not_served = %not_served.join(","), "status: host"
+    );
 }
 
 /// Lets open conversations finish for `timeout` (`None`: as long as they take), then

@@ -16,6 +16,9 @@
 //! max-connections = 100
 //! ```
 //!
+//! A `--config` file may also have a `[serve]` table of server-wide settings
+//! ([`ServeTable`]: `admin = "127.0.0.1:9901"`), read once at start.
+//!
 //! Precedence, lowest first: `--config`, the sidecar, the command line (`--set`, `--dir`,
 //! `@LISTEN`). Unknown keys are errors, so a typo is reported instead of ignored.
 
@@ -204,9 +207,61 @@ impl LimitsConfig {
     }
 }
 
-/// Reads a `--config` file: one table per plugin name.
+/// The name of the `--config` table that holds server-wide settings, not a plugin.
+pub const SERVE_TABLE: &str = "serve";
+
+/// The `[serve]` table of a `--config` file: server-wide settings, read once at start.
+/// A flag given on the command line wins over it; a change takes effect at the next
+/// start (a SIGHUP or a watched change says so in the log).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeTable {
+    /// `--admin ADDR`.
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+/// A whole `--config` file: `[serve]` and one table per plugin. Deserialised key by
+/// key (not with `#[serde(flatten)]`, which would lose TOML's error positions).
+#[derive(Debug, Default)]
+struct ConfigFile {
+    serve: ServeTable,
+    plugins: BTreeMap<String, PluginConfig>,
+}
+
+impl<'de> Deserialize<'de> for ConfigFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Tables;
+        impl<'de> serde::de::Visitor<'de> for Tables {
+            type Value = ConfigFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a [serve] table and one table per plugin")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ConfigFile, A::Error> {
+                let mut file = ConfigFile::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == SERVE_TABLE {
+                        file.serve = map.next_value()?;
+                    } else {
+                        let plugin = map.next_value()?;
+                        file.plugins.insert(key, plugin);
+                    }
+                }
+                Ok(file)
+            }
+        }
+        deserializer.deserialize_map(Tables)
+    }
+}
+
+/// Reads the `[serve]` table of a `--config` file (empty if it has none).
+pub fn read_serve_table(path: &Path) -> Result<ServeTable, ConfigError> {
+    read_toml::<ConfigFile>(path).map(|file| file.serve)
+}
+
+/// Reads a `--config` file: one table per plugin name (the `[serve]` table is read by
+/// [`read_serve_table`]).
 pub fn read_config_file(path: &Path) -> Result<BTreeMap<String, PluginConfig>, ConfigError> {
-    let mut plugins: BTreeMap<String, PluginConfig> = read_toml(path)?;
+    let mut plugins = read_toml::<ConfigFile>(path)?.plugins;
     let base = path.parent().unwrap_or(Path::new("."));
     for (name, config) in plugins.iter_mut() {
         config.resolve_relative(base);
@@ -257,6 +312,19 @@ mod tests {
         assert_eq!(limits.cpu_budget, Some(Duration::from_secs(2)));
         assert_eq!(limits.memory, Limits::default().memory);
         assert_eq!(merged.limits.max_connections, Some(5));
+    }
+
+    #[test]
+    fn the_serve_table_is_not_a_plugin_and_errors_keep_their_place() {
+        let file: ConfigFile = toml::from_str("[serve]\nadmin = \"127.0.0.1:9901\"\n[echo]\npath = \"echo.wasm\"\n").unwrap();
+        assert_eq!(file.serve.admin, Some("127.0.0.1:9901".parse().unwrap()));
+        assert_eq!(file.plugins.keys().collect::<Vec<_>>(), ["echo"]);
+        let text = "[echo]\npath = \"echo.wasm\"\nlisen = []\n";
+        let err = syntax(text, &toml::from_str::<ConfigFile>(text).unwrap_err()).to_string();
+        assert!(err.starts_with("line 3, column 1:") && err.contains("unknown field `lisen`"), "{err}");
+        let text = "[serve]\nadmn = \"x\"\n";
+        let err = syntax(text, &toml::from_str::<ConfigFile>(text).unwrap_err()).to_string();
+        assert!(err.starts_with("line 2, column 1:") && err.contains("expected `admin`"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use admission::{AdmissionConfig, Cidr};
-pub use file::{ConfigError, ConfigProblem, PluginConfig};
+pub use file::{ConfigError, ConfigProblem, PluginConfig, ServeTable};
 pub use limits::Limits;
 pub use listen::{Listen, ListenError};
 pub use udp::UdpOptions;

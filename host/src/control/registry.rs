@@ -20,8 +20,8 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::sources::Sources;
-use crate::config::file::{read_config_file, sidecar_of};
-use crate::config::{ConfigError, ConfigProblem, Limits, Listen, ListenError, PluginConfig, UdpOptions, not_a_directory};
+use crate::config::file::{read_config_file, read_serve_table, sidecar_of};
+use crate::config::{ConfigError, ConfigProblem, Limits, Listen, ListenError, PluginConfig, ServeTable, UdpOptions, not_a_directory};
 use crate::instance::LoadError;
 use crate::instance::cache::Origin;
 use crate::instance::grants::{DirGrant, Grants, Stdio};
@@ -106,6 +106,8 @@ pub(crate) struct Registry {
     overrides: BTreeMap<String, PluginConfig>,
     /// The `--config` file's tables, as last read successfully.
     config: Mutex<BTreeMap<String, PluginConfig>>,
+    /// Its `[serve]` table as read at start (a change needs a restart).
+    serve_table: ServeTable,
     entries: Mutex<BTreeMap<String, Entry>>,
     /// One change at a time per plugin.
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -140,9 +142,9 @@ impl Registry {
         udp: UdpOptions,
         overrides: BTreeMap<String, PluginConfig>,
     ) -> Result<Arc<Registry>, ConfigError> {
-        let config = match &sources.config_file {
-            Some(path) => read_config_file(path)?,
-            None => BTreeMap::new(),
+        let (config, serve_table) = match &sources.config_file {
+            Some(path) => (read_config_file(path)?, read_serve_table(path)?),
+            None => (BTreeMap::new(), ServeTable::default()),
         };
         Ok(Arc::new(Registry {
             shared,
@@ -152,6 +154,7 @@ impl Registry {
             udp,
             overrides,
             config: Mutex::new(config),
+            serve_table,
             entries: Mutex::new(BTreeMap::new()),
             turns: Mutex::new(HashMap::new()),
             reloads: Mutex::new(BTreeMap::new()),
@@ -194,10 +197,25 @@ impl Registry {
         self.entries.lock().contains_key(name)
     }
 
+    /// Why the host is not ready (`/readyz`, systemd's READY): it is configured to serve
+    /// nothing, or a configured plugin is not served (a plugin is served once all its
+    /// listeners are bound). `None` when ready.
+    pub(crate) fn not_ready(&self) -> Option<String> {
+        let names = self.names();
+        if names.is_empty() {
+            return Some("no plugins are configured".into());
+        }
+        let missing: Vec<String> = names.into_iter().filter(|n| !self.serves(n)).collect();
+        (!missing.is_empty()).then(|| format!("not served: {}", missing.join(", ")))
+    }
+
     /// Re-reads the `--config` file; on an error the previous contents stay in force.
     pub(crate) fn reload_config_file(&self) -> Result<(), ConfigError> {
         let Some(path) = &self.sources.config_file else { return Ok(()) };
         let fresh = read_config_file(path)?;
+        if read_serve_table(path)? != self.serve_table {
+            tracing::warn!("{}: the [serve] table changed; it takes effect at the next start", path.display());
+        }
         *self.config.lock() = fresh;
         Ok(())
     }

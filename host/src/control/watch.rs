@@ -19,7 +19,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
-use super::registry::Registry;
+use super::registry::{Change, Registry};
 use crate::config::name_of;
 use crate::util::error::Chain;
 
@@ -192,4 +192,52 @@ async fn apply_config(registry: &Arc<Registry>) {
             async move { apply_plugin(&registry, name).await }
         });
     }
+}
+
+/// What a [`reload_all`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Reloaded {
+    /// Plugins loaded, swapped or removed.
+    pub(crate) changed: usize,
+    /// Plugins whose change was rejected (the last good version keeps serving).
+    pub(crate) rejected: usize,
+}
+
+/// Re-reads everything now, as `systemctl reload` (SIGHUP) asks: the `--config` file,
+/// then every plugin's component and sidecar, each change applied like one the watcher
+/// saw. Returns when every plugin has been looked at.
+pub(crate) async fn reload_all(registry: &Arc<Registry>) -> Reloaded {
+    let mut reloaded = Reloaded::default();
+    if let Err(e) = registry.reload_config_file() {
+        tracing::error!("rejected: {}; the previous configuration stays in force", Chain(&e));
+        reloaded.rejected += 1;
+    }
+    let mut names = registry.names();
+    names.extend(registry.services().iter().map(|s| s.name().to_string()));
+    names.sort();
+    names.dedup();
+    let mut tasks = tokio::task::JoinSet::new();
+    for name in names {
+        let registry = registry.clone();
+        tasks.spawn(async move {
+            let result = registry.apply(&name).await;
+            if let Err(e) = &result {
+                let then = if registry.serves(&name) { "the last good version keeps serving" } else { "it is not served" };
+                tracing::error!(plugin = %name, "rejected: {}; {then}", Chain(e));
+            }
+            result
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(Change::Unchanged | Change::Absent)) => {}
+            Ok(Ok(_)) => reloaded.changed += 1,
+            Ok(Err(_)) => reloaded.rejected += 1,
+            Err(e) => {
+                tracing::error!("reload task failed: {e}");
+                reloaded.rejected += 1;
+            }
+        }
+    }
+    reloaded
 }

@@ -28,7 +28,9 @@ pub struct Activity {
     start_coarse: u64,
     /// The last activity, coarse nanoseconds after the start.
     last: AtomicU64,
+    /// Bytes read from the peer.
     received: AtomicU64,
+    /// Bytes the peer took.
     sent: AtomicU64,
     /// The peer ended its side (end of file, or a reset) before anything else did.
     peer_ended: AtomicBool,

@@ -20,6 +20,21 @@ pub enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// One word for how the conversation ended, as the access log shows it: `ok`,
+    /// `error`, `trap`, `limit:KIND` (cpu, memory, idle, duration), `closed`, `failed`.
+    pub fn kind(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Outcome::Ok => "ok".into(),
+            Outcome::Err(_) => "error".into(),
+            Outcome::Trap(_) => "trap".into(),
+            Outcome::Limit(hit, _) => format!("limit:{}", hit.name()).into(),
+            Outcome::Closed(_) => "closed".into(),
+            Outcome::Failed(_) => "failed".into(),
+        }
+    }
+}
+
 /// How the call into the plugin ended.
 pub(crate) enum CallEnd<T> {
     /// The export returned.

@@ -104,7 +104,24 @@ where
     // sent in `leftover`.
     live.finish().await;
     deliver_leftover(leftover, &span).await;
+    access_log(&span, plugin, &activity, &outcome);
     outcome
+}
+
+/// The access log: one line per conversation at `info` (like xinetd's
+/// `log_on_success`), in the connection's span (plugin, id, peer). Its target is
+/// `switchboard::access`, so `RUST_LOG=info,switchboard::access=off` turns it off.
+fn access_log(span: &tracing::Span, plugin: &Plugin, activity: &Activity, outcome: &Outcome) {
+    tracing::info!(
+        target: "switchboard::access",
+        parent: span,
+        version = %plugin.info.version,
+        duration_ms = activity.started().elapsed().as_millis() as u64,
+        bytes_in = activity.bytes_in(),
+        bytes_out = activity.bytes_out(),
+        outcome = %outcome.kind(),
+        "closed"
+    );
 }
 
 /// Runs the call while the watchdog watches; a watchdog hit asks the plugin to close,

@@ -7,15 +7,22 @@
 use std::error::Error;
 use std::fmt;
 
-/// Displays an error followed by every cause in its chain, separated by `: `.
+/// Displays an error followed by every cause in its chain, separated by `: `. Some
+/// crates' errors end their own message with their source's (tracing-subscriber's
+/// filter `ParseError` does); a cause already printed that way is not printed again.
 pub struct Chain<'a>(pub &'a (dyn Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
         let mut cause = self.0.source();
         while let Some(e) = cause {
-            write!(f, ": {e}")?;
+            let message = e.to_string();
+            if !last.ends_with(&message) {
+                write!(f, ": {message}")?;
+            }
+            last = message;
             cause = e.source();
         }
         Ok(())
@@ -34,5 +41,15 @@ mod tests {
     fn every_cause_is_printed_once() {
         let e = Outer(std::io::Error::other("inner"));
         assert_eq!(Chain(&e).to_string(), "outer: inner");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad filter: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_the_message_already_ends_with_is_not_repeated() {
+        let e = Outer(std::io::Error::other(Repeats(std::io::Error::other("expected a level"))));
+        assert_eq!(Chain(&e).to_string(), "outer: bad filter: expected a level");
     }
 }

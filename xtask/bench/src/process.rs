@@ -221,6 +221,10 @@ impl Launcher {
                     spec.listeners
                 ),
             };
+            // `serve --plugins DIR` also says which folder it follows.
+            if line.starts_with("watching ") {
+                continue;
+            }
             listeners.push(parse_listening(&line).with_context(|| format!("{}: unexpected line {line:?}", spec.describe))?);
         }
         // The first plugin's listener (the admin endpoint is no plugin).

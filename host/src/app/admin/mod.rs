@@ -102,15 +102,9 @@ impl State {
         }
     }
 
-    /// Why the host is not ready: it serves nothing, or a configured plugin is not
-    /// loaded (a plugin is served only once all its listeners are bound).
+    /// Why the host is not ready; see [`Registry::not_ready`].
     fn not_ready(&self) -> Option<String> {
-        let names = self.registry.names();
-        if names.is_empty() {
-            return Some("no plugins are configured".into());
-        }
-        let missing: Vec<String> = names.into_iter().filter(|n| !self.registry.serves(n)).collect();
-        (!missing.is_empty()).then(|| format!("not served: {}", missing.join(", ")))
+        self.registry.not_ready()
     }
 }
 
