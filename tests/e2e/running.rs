@@ -206,3 +206,35 @@ fn the_config_files_serve_table_sets_the_admin_address() {
     assert_ne!(code, 0);
     assert!(stderr.contains("line 2, column 1") && stderr.contains("unknown field `admn`"), "{stderr}");
 }
+
+#[test]
+fn a_drain_says_goodbye_and_ends_when_every_connection_has() {
+    let chat = format!("{}@127.0.0.1:0", plugin("chat").display());
+    let echo = format!("{}@127.0.0.1:0", plugin("echo").display());
+    // A drain timeout far longer than the test may take: the drain must not wait for it.
+    let mut server = Server::start(&["--plugin", &chat, "--plugin", &echo, "--drain-timeout", "60s"], 2);
+    let mut alice = LineClient::connect(server.addr(0));
+    alice.line();
+    let mut bob = LineClient::connect(server.addr(0));
+    bob.line();
+    assert!(alice.line().starts_with("Client joined"));
+    let mut idle_echo = connect(server.addr(1));
+    assert!(echo_once(&mut idle_echo, b"still here"));
+
+    let asked = Instant::now();
+    server.signal(libc::SIGTERM);
+    for client in [&mut alice, &mut bob] {
+        let heard = client.lines_until_closed();
+        assert!(heard.iter().any(|l| l.contains("* the server is shutting down; goodbye")), "no goodbye: {heard:?}");
+    }
+    let mut rest = Vec::new();
+    use std::io::Read;
+    assert_eq!(idle_echo.read_to_end(&mut rest).unwrap(), 0, "the idle echo connection was not ended: {rest:?}");
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0), "{}", server.stderr());
+    let took = asked.elapsed();
+    eprintln!("drain with 3 open connections took {took:.2?}");
+    assert!(took < Duration::from_secs(10), "the drain waited {took:?}");
+    let log = server.stderr();
+    assert!(!log.contains("drain timeout"), "{log}");
+    assert!(!log.contains("plugin returned an error") && !log.contains("trapped"), "{log}");
+}

@@ -330,6 +330,19 @@ impl LineClient {
         line
     }
 
+    /// Every line until the server closes the connection.
+    pub fn lines_until_closed(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return lines,
+                Ok(_) => lines.push(line.trim_end_matches("\r\n").to_string()),
+                Err(e) => panic!("{}: reading until the close: {e} (read {lines:?})", self.addr),
+            }
+        }
+    }
+
     /// Sends raw bytes.
     pub fn send(&mut self, data: &str) {
         self.stream.write_all(data.as_bytes()).unwrap();

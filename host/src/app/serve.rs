@@ -128,6 +128,7 @@ pub async fn serve(
     let shared = Shared {
         rt,
         admission: Admission::new(config.admission.clone()),
+        draining: CancellationToken::new(),
         close_all: CancellationToken::new(),
         tracker: TaskTracker::new(),
     };
@@ -239,10 +240,13 @@ fn status(registry: &Registry, shared: &Shared) {
     );
 }
 
-/// Lets open conversations finish for `timeout` (`None`: as long as they take), then
-/// closes the rest and gives them [`CLOSE_GRACE`] to say goodbye.
+/// Tells every open conversation the host is draining (a stream's input ends once
+/// nothing more is in flight, its output stays open for a goodbye), lets them finish for
+/// `timeout` (`None`: as long as they take), then closes the rest and gives them
+/// [`CLOSE_GRACE`] to say goodbye. Ends as soon as every conversation has.
 async fn drain(shared: &Shared, timeout: Option<Duration>) {
     shared.tracker.close();
+    shared.draining.cancel();
     let Some(timeout) = timeout else { return shared.tracker.wait().await };
     if tokio::time::timeout(timeout, shared.tracker.wait()).await.is_err() {
         tracing::info!(open = shared.tracker.len(), "drain timeout: closing the remaining connections");

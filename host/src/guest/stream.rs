@@ -8,7 +8,8 @@
 //!   buffer, writes straight to the socket; only what the socket does not take at once
 //!   is kept, at most [`WRITE_CAPACITY`] bytes (backpressure: `check-write` reports 0).
 //!
-//! Both streams also end when the connection's [`Closer`] fires.
+//! Both streams also end when the connection's [`Closer`] fires; when it drains, only
+//! the input ends (with [`DRAINING`]), once nothing more is in flight.
 
 use std::io;
 use std::pin::Pin;
@@ -20,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
-use super::closer::Closer;
+use super::closer::{Closer, DRAINING};
 use super::traffic::Activity;
 
 /// First read size; doubled (up to [`MAX_READ`]) whenever a read fills it.
@@ -102,7 +103,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
     }
 
     fn settled(&self) -> bool {
-        !self.buf.is_empty() || !matches!(self.state, ReadState::Open) || self.closer.is_closed()
+        !self.buf.is_empty() || !matches!(self.state, ReadState::Open) || self.closer.is_closed() || self.closer.is_draining()
     }
 }
 
@@ -115,6 +116,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> Pollable for ReadStream<R> {
         let closer = self.closer.clone();
         tokio::select! {
             () = closer.closed() => {}
+            () = closer.draining() => {}
             () = std::future::poll_fn(|cx| self.poll_fill(cx)) => {}
         }
     }
@@ -134,6 +136,8 @@ impl<R: AsyncRead + Unpin + Send + 'static> InputStream for ReadStream<R> {
             return Ok(self.buf.split_to(n).freeze());
         }
         match std::mem::replace(&mut self.state, ReadState::Ended) {
+            // Nothing is in flight any more: a drained input ends here.
+            ReadState::Open if self.closer.is_draining() => Err(StreamError::LastOperationFailed(wasmtime::format_err!("{DRAINING}"))),
             ReadState::Open => {
                 self.state = ReadState::Open;
                 Ok(Bytes::new())
@@ -313,6 +317,22 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Drop for WriteStream<W> {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_drained_input_delivers_what_is_in_flight_then_ends() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let closer = Closer::new();
+        let mut input = ReadStream::new(server, closer.clone(), Activity::new());
+        client.write_all(b"last words").await.unwrap();
+        closer.drain();
+        input.ready().await;
+        assert_eq!(&input.read(100).unwrap()[..], b"last words");
+        match input.read(100) {
+            Err(StreamError::LastOperationFailed(e)) => assert!(e.to_string().starts_with("draining:"), "{e}"),
+            other => panic!("not drained: {other:?}"),
+        }
+        assert!(matches!(input.read(100), Err(StreamError::Closed)));
+    }
 
     #[tokio::test]
     async fn reads_come_in_order_and_end_as_closed() {

@@ -38,11 +38,24 @@ where
     shared.tracker.spawn(shared.rt.lanes().run(conversation, service.quarantine.in_force(), &service.lane_moves))
 }
 
-/// Runs `conversation`; if `close_all` fires first (the drain timeout ran out), asks it to
-/// close through `closer` and lets it finish saying goodbye. Without a closer (a datagram)
-/// the conversation is dropped at once.
-pub(crate) async fn closed_at_drain_timeout<F: Future<Output = ()>>(close_all: CancellationToken, closer: Option<Closer>, conversation: F) {
+/// Runs `conversation`; when the drain starts (`draining`) tells it through `closer`, and
+/// if `close_all` fires (the drain timeout ran out), asks it to close and lets it finish
+/// saying goodbye. Without a closer (a datagram) the conversation runs on at the drain
+/// and is dropped at the timeout.
+pub(crate) async fn closed_at_drain_timeout<F: Future<Output = ()>>(
+    (draining, close_all): (CancellationToken, CancellationToken),
+    closer: Option<Closer>,
+    conversation: F,
+) {
     tokio::pin!(conversation);
+    tokio::select! {
+        () = &mut conversation => return,
+        () = draining.cancelled() => {}
+        () = close_all.cancelled() => {}
+    }
+    if let Some(closer) = &closer {
+        closer.drain();
+    }
     tokio::select! {
         () = &mut conversation => return,
         () = close_all.cancelled() => {}

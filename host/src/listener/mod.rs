@@ -29,10 +29,20 @@ pub(crate) struct Shared {
     pub(crate) rt: Arc<Runtime>,
     /// Who may connect, and how many at once.
     pub(crate) admission: Arc<Admission>,
+    /// Cancelled when the drain starts: every open conversation is told (its input ends
+    /// once nothing more is in flight; see `Closer::drain`).
+    pub(crate) draining: CancellationToken,
     /// Cancelled when the drain timeout runs out: every open conversation is closed.
     pub(crate) close_all: CancellationToken,
     /// Tracks every task, for the drain at shutdown.
     pub(crate) tracker: TaskTracker,
+}
+
+impl Shared {
+    /// The drain's two tokens, for [`conversation::closed_at_drain_timeout`].
+    pub(crate) fn drain_tokens(&self) -> (CancellationToken, CancellationToken) {
+        (self.draining.clone(), self.close_all.clone())
+    }
 }
 
 /// Why a listener could not be started for a plugin.

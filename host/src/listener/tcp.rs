@@ -78,5 +78,5 @@ fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &A
             task_service.account(&info, &outcome);
         }
     };
-    conversation::spawn(shared, service, closed_at_drain_timeout(shared.close_all.clone(), Some(closer), talk));
+    conversation::spawn(shared, service, closed_at_drain_timeout(shared.drain_tokens(), Some(closer), talk));
 }

@@ -150,12 +150,12 @@ impl Listener {
         }
         let payload = payload.to_vec();
         let (shared, service) = (self.shared.clone(), self.service.clone());
-        let close_all = shared.close_all.clone();
+        let tokens = shared.drain_tokens();
         let answer = async move {
             let _held = (permit, ticket);
             self.answer(peer, payload).await;
         };
-        conversation::spawn(&shared, &service, closed_at_drain_timeout(close_all, None, answer));
+        conversation::spawn(&shared, &service, closed_at_drain_timeout(tokens, None, answer));
     }
 
     /// Counts and logs one datagram (or reply) dropped.

@@ -21,7 +21,8 @@ pub(crate) enum Ended {
     Limit(LimitHit),
     /// The host closed it (an operator's close, a hub member that fell behind).
     Closed,
-    /// The host closed it when the drain at shutdown ran out of time.
+    /// It ended during the drain at shutdown: told the host was draining, or closed
+    /// when the drain ran out of time.
     Drain,
     /// The host could not start the plugin.
     HostFailure,
@@ -44,8 +45,8 @@ impl Ended {
     ];
 
     /// Names how a stream conversation ended: `outcome`, what the host asked of it
-    /// through `closer` (`drain_reason` is the reason the drain gives) and whether its
-    /// peer ended its side first (`activity`).
+    /// through `closer` (a drain, or a close; `drain_reason` is the reason a close at the
+    /// drain's timeout gives) and whether its peer ended its side first (`activity`).
     pub(crate) fn of(outcome: &Outcome, closer: &Closer, drain_reason: &str, activity: &Activity) -> Ended {
         match outcome {
             Outcome::Trap(_) => Ended::Trap,
@@ -54,6 +55,8 @@ impl Ended {
             Outcome::Ok | Outcome::Err(_) | Outcome::Closed(_) => match closer.reason() {
                 Some(reason) if reason == drain_reason => Ended::Drain,
                 Some(_) => Ended::Closed,
+                // Told to drain, its input ended, and it returned: the drain ended it.
+                None if closer.is_draining() && !activity.ended_by_peer() => Ended::Drain,
                 None if matches!(outcome, Outcome::Err(_)) => Ended::Error,
                 None if activity.ended_by_peer() => Ended::Remote,
                 None => Ended::Local,
@@ -188,6 +191,10 @@ mod tests {
         assert_eq!(Ended::of(&idle, &closer, DRAIN, &activity).name(), "limit_idle");
         closer.close(DRAIN);
         assert_eq!(Ended::of(&Outcome::Ok, &closer, DRAIN, &activity), Ended::Drain);
+        let (drained, quiet) = (Closer::new(), Activity::new());
+        drained.drain();
+        assert_eq!(Ended::of(&Outcome::Ok, &drained, DRAIN, &quiet), Ended::Drain, "its input ended with the drain");
+        assert_eq!(Ended::of(&Outcome::Ok, &drained, DRAIN, &activity), Ended::Remote, "its peer left first");
         let other = Closer::new();
         other.close("hub queue full");
         assert_eq!(Ended::of(&Outcome::Closed("hub queue full".into()), &other, DRAIN, &activity), Ended::Closed);

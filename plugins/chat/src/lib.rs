@@ -4,6 +4,7 @@
 //! Wire format, as in the seed, every line ending in `\r\n`: a welcome line to the new
 //! client; `Client joined HOST:PORT` to the others; each line a client sends goes to every
 //! *other* client as `[HOST:PORT] line`; `Client left HOST:PORT` when it goes.
+//! When the server shuts down, each client hears `* the server is shutting down; goodbye`.
 //!
 //! Beyond the seed: `/nick NAME` (later lines show `[NAME]`; join/leave notices keep the
 //! address), `/who` (the members, to the asker only), `/quit`. Empty lines are not relayed.
@@ -140,6 +141,9 @@ impl StreamHandler for Chat {
 
         let mut client = Client { nick: addr.clone(), addr, quit: false };
         let result = client.converse(conn, &room, max_line);
+        if conn.draining() {
+            let _ = conn.send(b"* the server is shutting down; goodbye\r\n");
+        }
         // However it ended (close, reset, /quit, host-side close), the others hear of it.
         let _ = room.publish(format!("Client left {}\r\n", client.addr).as_bytes());
         // A client that reset or went away mid-write ends quietly (the SDK sees to it).

@@ -29,7 +29,12 @@ pub struct Connection {
     eof: bool,
     /// The peer reset the connection or stopped taking our output.
     peer_gone: bool,
+    /// The host is draining: the input ended, the output is still open.
+    draining: bool,
 }
+
+/// The text the host's drained input stream fails with (the host's `DRAINING`).
+const DRAINING_PREFIX: &str = "draining:";
 
 /// What [`Connection::wait`] saw first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +58,15 @@ impl Connection {
             pos: 0,
             eof: false,
             peer_gone: false,
+            draining: false,
         }
+    }
+
+    /// Whether the input ended because the host is shutting down (draining) rather than
+    /// because the peer closed: the output is still open, so a goodbye reaches the peer.
+    /// Reads see a plain end of input.
+    pub fn draining(&self) -> bool {
+        self.draining
     }
 
     /// Who is on the other end, and how they reached us.
@@ -135,6 +148,10 @@ impl BufRead for Connection {
                     self.pos = 0;
                 }
                 Err(StreamError::Closed) => self.eof = true,
+                Err(StreamError::LastOperationFailed(e)) if e.to_debug_string().starts_with(DRAINING_PREFIX) => {
+                    self.eof = true;
+                    self.draining = true;
+                }
                 Err(e) => {
                     // A failed read is a reset: the peer is gone.
                     self.peer_gone = true;
