@@ -38,11 +38,14 @@ pub(crate) enum Refusal {
     PerIp,
     /// Its address opens connections too fast.
     Rate,
+    /// Its listener is paused (by the operator, through the admin API).
+    Paused,
 }
 
 impl Refusal {
     /// Every reason, in declaration order.
-    pub(crate) const ALL: [Refusal; 5] = [Refusal::Address, Refusal::Global, Refusal::Plugin, Refusal::PerIp, Refusal::Rate];
+    pub(crate) const ALL: [Refusal; 6] =
+        [Refusal::Address, Refusal::Global, Refusal::Plugin, Refusal::PerIp, Refusal::Rate, Refusal::Paused];
 
     /// The reason as a metric label.
     pub(crate) fn name(self) -> &'static str {
@@ -52,6 +55,7 @@ impl Refusal {
             Refusal::Plugin => "plugin_max_connections",
             Refusal::PerIp => "per_ip",
             Refusal::Rate => "rate",
+            Refusal::Paused => "paused",
         }
     }
 
@@ -63,6 +67,7 @@ impl Refusal {
             Refusal::Plugin => "plugin's max connections reached",
             Refusal::PerIp => "max connections per IP reached",
             Refusal::Rate => "connection rate per IP exceeded",
+            Refusal::Paused => "the listener is paused",
         }
     }
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use switchboard::config::units::{Amplification, AtLeastOne, Count, OptionalDuration, Rate, RepliesPerPeer, Size, ValueError};
 use switchboard::config::{
-    AdmissionConfig, CacheDir, Cidr, Duplicate, Limits, PluginSpec, ServeConfig, UdpOptions, collect_dirs, collect_env, collect_settings,
-    defaults, limits::check_memory_limit,
+    AdminOptions, AdmissionConfig, CacheDir, Cidr, Duplicate, Limits, PluginSpec, ServeConfig, UdpOptions, collect_dirs, collect_env,
+    collect_settings, defaults, limits::check_memory_limit,
 };
 
 /// switchboard: every connection's byte stream handed to its own sandboxed WebAssembly
@@ -47,6 +47,81 @@ pub enum Command {
     ///
     /// Exits non-zero with a precise reason if any file is not a usable plugin.
     Check(CheckArgs),
+    /// Show what a running `serve --admin` serves (plugins and open connections, read
+    /// from its admin API), or act on it.
+    ///
+    /// Without an action prints the plugins (`ps`) and the open connections (`w`).
+    /// Actions that change something send the token from --admin-token-file.
+    Status(StatusArgs),
+}
+
+/// `switchboard status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The admin endpoint of the server (its `listening admin http://ADDR`).
+    #[arg(long, value_name = "HOST:PORT", default_value = switchboard::app::status::DEFAULT_ADMIN)]
+    pub admin: String,
+
+    /// The file holding the server's admin token (sent as `Authorization: Bearer`).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// What to do; default: `ps` then `w`.
+    #[command(subcommand)]
+    pub action: Option<StatusAction>,
+}
+
+/// `switchboard status` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum StatusAction {
+    /// The served plugins: version, hash, listeners, counters.
+    Ps,
+    /// The open connections: id, plugin, peer, age, bytes, CPU.
+    W,
+    /// Close connection ID gracefully (as a limit would).
+    Close {
+        /// The connection id (from `w`).
+        id: u64,
+    },
+    /// Re-read plugin NAME's files and apply them.
+    Reload {
+        /// Plugin name.
+        name: String,
+    },
+    /// Put plugin NAME's previous version back.
+    Rollback {
+        /// Plugin name.
+        name: String,
+    },
+    /// Stop accepting on plugin NAME's listeners (or the listener NAME, e.g. tcp://127.0.0.1:50007); open connections go on.
+    Pause {
+        /// Plugin name or listener URL.
+        name: String,
+    },
+    /// Accept again on what `pause` stopped.
+    Resume {
+        /// Plugin name or listener URL.
+        name: String,
+    },
+    /// Stop accepting everywhere, let open connections finish (up to the drain timeout), then exit.
+    Drain,
+}
+
+impl StatusAction {
+    /// The library's form of this action.
+    pub fn request(&self) -> switchboard::app::status::Action {
+        use switchboard::app::status::Action;
+        match self.clone() {
+            StatusAction::Ps => Action::Ps,
+            StatusAction::W => Action::W,
+            StatusAction::Close { id } => Action::Close(id),
+            StatusAction::Reload { name } => Action::Reload(name),
+            StatusAction::Rollback { name } => Action::Rollback(name),
+            StatusAction::Pause { name } => Action::Pause(name),
+            StatusAction::Resume { name } => Action::Resume(name),
+            StatusAction::Drain => Action::Drain,
+        }
+    }
 }
 
 /// `switchboard serve`.
@@ -138,11 +213,26 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = defaults::UDP_AMPLIFICATION)]
     pub udp_amplification: Amplification,
 
-    /// Serve the admin HTTP endpoint (/metrics, /healthz, /readyz) on ADDR, e.g.
-    /// 127.0.0.1:9100 (port 0 picks a free port); loopback addresses only. Prints
-    /// `listening admin http://ADDR`. Off by default.
+    /// Serve the admin HTTP endpoint (/metrics, /healthz, /readyz, /api/..., the status
+    /// page at /, the /getfile form) on ADDR, e.g. 127.0.0.1:9100 (port 0 picks a free
+    /// port). A non-loopback address needs --admin-token-file. Prints `listening admin
+    /// http://ADDR`. Off by default.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<std::net::SocketAddr>,
+
+    /// The admin token: every POST to the admin endpoint then needs `Authorization:
+    /// Bearer TOKEN` (the file's contents, without surrounding whitespace).
+    #[arg(long, value_name = "FILE", requires = "admin")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Where the /getfile form may dial besides loopback (CIDR); repeatable.
+    #[arg(long, value_name = "CIDR", requires = "admin")]
+    pub admin_dial_allow: Vec<Cidr>,
+
+    /// The getfile component the /getfile form runs [default: the served plugin named
+    /// getfile].
+    #[arg(long, value_name = "PATH", requires = "admin")]
+    pub admin_getfile: Option<PathBuf>,
 
     /// Compiled-artifact cache location.
     #[command(flatten)]
@@ -238,6 +328,11 @@ impl ServeArgs {
             udp: UdpOptions { replies_per_peer: self.udp_replies_per_peer.0, amplification: self.udp_amplification.0 },
             cache: self.cache.cache(),
             admin: self.admin,
+            admin_options: AdminOptions {
+                token_file: self.admin_token_file,
+                dial_allow: self.admin_dial_allow,
+                getfile: self.admin_getfile,
+            },
         })
     }
 }

@@ -8,17 +8,20 @@
 //!
 //! ```text
 //! app/        serve (start, serve, drain), connect (dial out, role dialed), check,
-//!             admin (HTTP endpoint; metrics collectors, process collector)
-//! control/    registry (what is served; load, bind, swap, remove), sources, watch
+//!             admin (metrics + process collectors, health, JSON API, status page,
+//!             getfile form), status
+//! control/    registry (what is served; load, bind, swap, remove; the operator's
+//!             pause/resume/rollback), sources, watch
 //! listener/   bind + `listening` line; tcp, udp (+ udp_guard), serial accept loops;
 //!             conversation: the one way every transport starts a conversation
 //! service/    a served plugin: current version (swapped atomically), stop token,
-//!             quarantine; accounting (per-listener counters, atomics only) and
-//!             endings (the names of how conversations end or datagrams drop)
+//!             quarantine, connection table; accounting (per-listener counters,
+//!             atomics only) and endings (how conversations end or datagrams drop)
 //! admission   who may start a conversation, and how many at once (every transport)
 //! session/    one conversation: stream or datagram, watchdog, outcome classifier
 //! instance/   engine and pool (runtime), plugin load (+ cache), a Store with its
-//!             grants, limits, CPU meter and epoch callback (store, live), lanes
+//!             grants, limits, CPU meter and epoch callback (store, live), lanes,
+//!             meters (a conversation's bytes and CPU, for the connection table)
 //! guest/      what the guest touches: wasi streams, the hub (+ its bindings impl on a
 //!             view), stdout/stderr to the log, the bindings, closer, traffic clock
 //! config/     plain settings and value syntax (units, defaults, listen, files)

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `connect` is a client: its own outcome is the message, so only warnings are logged.
     let default_filter = match cli.command {
-        Command::Connect(_) => "warn",
+        Command::Connect(_) | Command::Status(_) => "warn",
         _ => "info,wasmtime=warn,cranelift=warn",
     };
     if let Err(e) = logging::init(cli.log_format, default_filter) {
@@ -66,6 +66,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Command::Check(args) => {
                 let ok = switchboard::app::check::check(&args.paths, &args.cache.cache()).await?;
                 Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
+            Command::Status(args) => {
+                let action = args.action.as_ref().map(cli::StatusAction::request);
+                let out = switchboard::app::status::status(&args.admin, args.admin_token_file.as_deref(), action).await?;
+                print!("{out}");
+                Ok(ExitCode::SUCCESS)
             }
         }
     })

@@ -5,6 +5,7 @@
 //! by `cargo xtask test`, which is how this suite is meant to run.
 
 mod admin;
+mod browser;
 mod budgets;
 mod chat;
 mod check;

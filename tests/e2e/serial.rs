@@ -15,6 +15,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, poll};
 use nix::pty::{PtyMaster, grantpt, posix_openpt, ptsname_r, unlockpt};
 
+use crate::admin::{admin_addr, api};
 use crate::support::*;
 
 /// A fresh directory for this test's device link.
@@ -123,6 +124,38 @@ fn text_binary_and_a_burst_echo_exactly_and_service_resumes_after_a_replug() {
     server.wait_for_log("serial device back");
     echoes(&master, b"back again\n");
     echoes(&master, &burst);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_admin_api_lists_the_line_and_will_not_pause_it() {
+    let dir = scratch("admin");
+    let link = dir.join("ttyV0");
+    let master = plug(&link);
+    let spec = format!("{}@serial:{}", plugin("echo").display(), link.display());
+    let server = Server::start(&["--plugin", &spec, "--set", "echo.PREFIX=", "--admin", "127.0.0.1:0"], 2);
+    let admin = admin_addr(&server);
+    echoes(&master, b"on the line\n");
+    let device = link.display().to_string();
+    let deadline = Instant::now() + PATIENCE;
+    let line = loop {
+        let (_, json) = api(admin, "GET", "/api/connections", &[]);
+        let found = json["connections"].as_array().unwrap().iter().find(|c| c["transport"] == "serial" && c["bytes_out"] == 12).cloned();
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "the serial conversation is not listed with its bytes: {json}");
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        (line["peer"].as_str(), line["plugin"].as_str(), line["bytes_in"].as_u64()),
+        (Some(device.as_str()), Some("echo"), Some(12)),
+        "{line}"
+    );
+    let (code, json) = api(admin, "POST", "/api/listeners/echo/pause", &[]);
+    assert_eq!(code, 409, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("only serial lines"), "{json}");
+    drop(master);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

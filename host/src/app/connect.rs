@@ -9,14 +9,12 @@ use tokio::net::TcpStream;
 use crate::config::{CacheDir, Limits};
 use crate::guest::bindings::{Role, Transport};
 use crate::guest::closer::Closer;
-use crate::guest::traffic::Activity;
 use crate::instance::LoadError;
 use crate::instance::grants::{DirGrant, Grants, Stdio};
 use crate::instance::plugin::{Plugin, PluginFile};
 use crate::listener::conversation;
 use crate::session::Outcome;
-use crate::session::stream::{Meters, Pace, run_stream};
-use crate::util::histogram::{Histogram, INSTANTIATION_SECONDS};
+use crate::session::stream::{Measures, Pace, run_stream};
 
 /// Why `connect` failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,10 +77,7 @@ pub async fn connect(addr: &str, plugin: &Path, env: Vec<(String, String)>, cach
     let peer = socket.peer_addr().map(conversation::show).unwrap_or_else(|_| addr.to_string());
     let local = socket.local_addr().map(conversation::show).unwrap_or_default();
     let info = conversation::info(&rt, Transport::Tcp, Role::Dialed, peer, local);
-    // Nothing reads a dialed connection's measurements.
-    let instantiation = Histogram::new(INSTANTIATION_SECONDS);
-    let meters = Meters { activity: Activity::new(), instantiation: &instantiation };
-    match run_stream(&rt, &loaded, info, socket.into_split(), Closer::new(), Pace::Client, meters).await {
+    match run_stream(&rt, &loaded, info, socket.into_split(), Closer::new(), Pace::Client, Measures::none()).await {
         Outcome::Ok => Ok(()),
         outcome => Err(ConnectError::Plugin { path: plugin.to_path_buf(), outcome }),
     }

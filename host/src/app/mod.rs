@@ -1,11 +1,12 @@
-//! The subcommands: [`serve`](serve::serve), [`connect`](connect::connect) and
-//! [`check`](check::check). The binary's `cli` turns the command line into their
+//! The subcommands: [`serve`](serve::serve) (with its [`admin`] endpoint),
+//! [`connect`](connect::connect), [`check`](check::check) and [`status`](status::status). The binary's `cli` turns the command line into their
 //! arguments; nothing here knows about clap.
 
 pub mod admin;
 pub mod check;
 pub mod connect;
 pub mod serve;
+pub mod status;
 mod systemd;
 
 use std::sync::Arc;

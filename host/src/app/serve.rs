@@ -26,6 +26,10 @@ use crate::listener::Shared;
 use crate::session::stream::CLOSE_GRACE;
 use crate::util::error::Chain;
 
+/// How long open conversations go on after the drain starts before they are told of it
+/// (their input ends): a request already on its way is answered as before.
+pub const DRAIN_NOTICE: Duration = Duration::from_secs(1);
+
 /// Instance slots beyond the connection limit, for `describe()` calls.
 const INSTANCE_HEADROOM: usize = 64;
 
@@ -136,8 +140,9 @@ pub async fn serve(
     let registry = Registry::new(shared.clone(), stop.clone(), sources, config.limits, config.udp, overrides(&config))?;
 
     // Up before the plugins load, so /readyz says 503 while they do.
+    let drain_requested = CancellationToken::new();
     if let Some(addr) = config.admin {
-        admin::start(addr, registry.clone(), stop.clone()).await?;
+        admin::start(addr, &config.admin_options, registry.clone(), stop.clone(), drain_requested.clone()).await?;
     }
     // Watch before the first load, so a change made while loading is not missed.
     let watching = watch::spawn(registry.clone(), stop.clone()).map_err(StartError::Watch)?;
@@ -164,11 +169,13 @@ pub async fn serve(
     started(&registry, &rejected, &config);
     let systemd = tokio::spawn(systemd::ready_when_served(registry.clone(), stop.clone()));
 
+    // A signal, or `POST /api/drain`.
     let mut signals = signals;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            () = drain_requested.cancelled() => break,
             Some(signal) = signals.recv() => match signal {
                 Signal::Reload => reload(&registry).await,
                 Signal::Status => status(&registry, &shared),
@@ -240,15 +247,21 @@ fn status(registry: &Registry, shared: &Shared) {
     );
 }
 
-/// Tells every open conversation the host is draining (a stream's input ends once
-/// nothing more is in flight, its output stays open for a goodbye), lets them finish for
-/// `timeout` (`None`: as long as they take), then closes the rest and gives them
-/// [`CLOSE_GRACE`] to say goodbye. Ends as soon as every conversation has.
+/// Lets open conversations go on for [`DRAIN_NOTICE`] (what is in flight finishes as
+/// before), then tells every one the host is draining (a stream's input ends once nothing
+/// more is in flight, its output stays open for a goodbye); at `timeout` after the start
+/// (`None`: never) closes the rest and gives them [`CLOSE_GRACE`] to say goodbye. Ends
+/// as soon as every conversation has.
 async fn drain(shared: &Shared, timeout: Option<Duration>) {
     shared.tracker.close();
+    let started = tokio::time::Instant::now();
+    let notice = timeout.map_or(DRAIN_NOTICE, |t| t.min(DRAIN_NOTICE));
+    if tokio::time::timeout(notice, shared.tracker.wait()).await.is_ok() {
+        return;
+    }
     shared.draining.cancel();
     let Some(timeout) = timeout else { return shared.tracker.wait().await };
-    if tokio::time::timeout(timeout, shared.tracker.wait()).await.is_err() {
+    if tokio::time::timeout_at(started + timeout, shared.tracker.wait()).await.is_err() {
         tracing::info!(open = shared.tracker.len(), "drain timeout: closing the remaining connections");
         shared.close_all.cancel();
         let _ = tokio::time::timeout(CLOSE_GRACE + Duration::from_secs(1), shared.tracker.wait()).await;

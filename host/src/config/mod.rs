@@ -97,8 +97,23 @@ pub struct ServeConfig {
     pub udp: UdpOptions,
     /// The compiled-artifact cache.
     pub cache: CacheDir,
-    /// `--admin ADDR`: where the admin HTTP endpoint listens (loopback only); `None`: off.
+    /// `--admin ADDR`: where the admin HTTP endpoint listens; `None`: off.
     pub admin: Option<std::net::SocketAddr>,
+    /// The admin endpoint's token, dial rules and getfile client.
+    pub admin_options: AdminOptions,
+}
+
+/// How the admin endpoint guards what it does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminOptions {
+    /// `--admin-token-file FILE`: every POST needs `Authorization: Bearer TOKEN` with the
+    /// token in this file; a non-loopback `--admin` address needs one.
+    pub token_file: Option<PathBuf>,
+    /// `--admin-dial-allow CIDR`: where the `/getfile` form may dial besides loopback.
+    pub dial_allow: Vec<Cidr>,
+    /// `--admin-getfile PATH`: the getfile component the `/getfile` form runs (default:
+    /// the served plugin named `getfile`).
+    pub getfile: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -115,6 +130,7 @@ impl Default for ServeConfig {
             udp: UdpOptions::default(),
             cache: CacheDir::Default,
             admin: None,
+            admin_options: AdminOptions::default(),
         }
     }
 }

@@ -15,19 +15,23 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::sources::Sources;
+
+mod operator;
 use crate::config::file::{read_config_file, read_serve_table, sidecar_of};
 use crate::config::{ConfigError, ConfigProblem, Limits, Listen, ListenError, PluginConfig, ServeTable, UdpOptions, not_a_directory};
 use crate::instance::LoadError;
 use crate::instance::cache::Origin;
 use crate::instance::grants::{DirGrant, Grants, Stdio};
 use crate::instance::plugin::{Plugin, PluginFile};
-use crate::listener::{BoundListener, ListenerError, Shared, bind, check_world};
+use crate::listener::{BoundListener, ListenerError, Paused, Shared, bind, check_world};
 use crate::service::Service;
+pub(crate) use operator::OperatorError;
 
 /// Why a change to a plugin was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +92,23 @@ pub(crate) enum Change {
 
 struct Entry {
     service: Arc<Service>,
-    listeners: Vec<(Listen, CancellationToken)>,
+    listeners: Vec<ServedListener>,
+    /// The hash of the version serving now.
     sha256: String,
     config: PluginConfig,
+    /// The version before, kept for a rollback.
+    previous: Option<Arc<Plugin>>,
+    /// When the version serving now was put in.
+    since: SystemTime,
+}
+
+/// One of a plugin's listeners.
+struct ServedListener {
+    listen: Listen,
+    /// As its `listening` line shows it (`tcp://127.0.0.1:50007`).
+    url: String,
+    token: CancellationToken,
+    paused: Paused,
 }
 
 /// All served plugins.
@@ -227,12 +245,7 @@ impl Registry {
         let _turn = turn.lock().await;
         let located = self.sources.locate(name, &self.config.lock());
         let Some(path) = located.filter(|p| p.is_file()) else { return Ok(self.remove(name)) };
-        let prepared = self.prepare(name, &path).await;
-        let change = match prepared {
-            Ok(Some(prepared)) => Ok(self.commit(name, prepared)),
-            Ok(None) => Ok(Change::Unchanged),
-            Err(e) => Err(e),
-        };
+        let change = self.prepare(name, &path).await.map(|prepared| prepared.map_or(Change::Unchanged, |p| self.commit(name, p)));
         let mut reloads = self.reloads.lock();
         match &change {
             Ok(Change::Loaded | Change::Swapped) => reloads.entry(name.to_string()).or_default().ok += 1,
@@ -259,7 +272,7 @@ impl Registry {
             let entries = self.entries.lock();
             match entries.get(name) {
                 Some(entry) if entry.sha256 == file.sha256 && entry.config == config => return Ok(None),
-                Some(entry) => Some(entry.listeners.iter().map(|(l, _)| l.clone()).collect()),
+                Some(entry) => Some(entry.listeners.iter().map(|l| l.listen.clone()).collect()),
                 None => None,
             }
         };
@@ -308,11 +321,11 @@ impl Registry {
             Some(entry) => {
                 let old = entry.service.swap(plugin);
                 entry.service.gate.set_max(max_connections);
-                entry.listeners.retain(|(listen, token)| {
-                    let keep = listens.contains(listen);
+                entry.listeners.retain(|served| {
+                    let keep = listens.contains(&served.listen);
                     if !keep {
-                        token.cancel();
-                        tracing::info!(plugin = %name, %listen, "listener stopped");
+                        served.token.cancel();
+                        tracing::info!(plugin = %name, listen = %served.listen, "listener stopped");
                     }
                     keep
                 });
@@ -322,23 +335,42 @@ impl Registry {
                 );
                 entry.sha256 = hash;
                 entry.config = config;
+                entry.previous = Some(old);
+                entry.since = SystemTime::now();
                 (entry.service.clone(), Change::Swapped)
             }
             None => {
                 let service = Service::new(plugin, max_connections, &self.stop);
                 tracing::info!(plugin = %name, version = %version, hash = &hash[..12], world, cached, "loaded");
-                let entry = Entry { service: service.clone(), listeners: Vec::new(), sha256: hash, config };
+                let entry = Entry {
+                    service: service.clone(),
+                    listeners: Vec::new(),
+                    sha256: hash,
+                    config,
+                    previous: None,
+                    since: SystemTime::now(),
+                };
                 entries.insert(name.to_string(), entry);
                 (service, Change::Loaded)
             }
         };
         let entry = entries.get_mut(name).expect("inserted or found above");
         for (listen, bound) in fresh {
-            let token = service.listener_token();
-            bound.start(&service, &self.shared, token.clone());
-            entry.listeners.push((listen, token));
+            let (token, paused, url) = (service.listener_token(), Paused::default(), bound.url());
+            bound.start(&service, &self.shared, token.clone(), paused.clone());
+            entry.listeners.push(ServedListener { listen, url, token, paused });
         }
         change
+    }
+
+    /// The runtime plugins run on.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The command line's limits (before per-plugin overrides).
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Stops serving `name` (its files are gone); open connections finish.

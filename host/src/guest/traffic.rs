@@ -19,7 +19,8 @@ pub struct Traffic {
 }
 
 /// When a connection was last active (moved a byte, or its plugin ran), and how many
-/// bytes it moved; shared by its streams, its watchdog and the epoch callback.
+/// bytes it moved each way; shared by its streams, its watchdog, the epoch callback and
+/// the connection table.
 #[derive(Debug)]
 pub struct Activity {
     start: Instant,

@@ -206,6 +206,11 @@ impl<F: Future<Output = ()> + Send + 'static> Future for Laned<F> {
 }
 
 impl<F: Future<Output = ()> + Send + 'static> Laned<F> {
+    /// The connection's lane flag: set once it runs in (or is moving to) the heavy lane.
+    pub(crate) fn heavy_flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+
     /// Hands the connection to the heavy lane and waits for it there.
     fn move_to_heavy(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let (Some(heavy), Some(connection)) = (self.heavy.as_ref(), self.connection.take()) else { return Poll::Ready(()) };

@@ -2,7 +2,7 @@
 //! validated, described component ([`plugin`], [`cache`], [`info`]: the bounds on what it
 //! may say about itself), and one instance's Store with
 //! what it is granted and the meters it runs under ([`store`], [`live`], [`limits`],
-//! [`cpu`], [`lane`], [`grants`]); whether the kernel can hold the pool ([`capacity`]).
+//! [`cpu`], [`lane`], [`grants`]; [`meters`] shows them to the connection table); whether the kernel can hold the pool ([`capacity`]).
 
 pub(crate) mod cache;
 pub mod capacity;
@@ -12,6 +12,7 @@ pub mod info;
 pub(crate) mod lane;
 pub(crate) mod limits;
 pub(crate) mod live;
+pub(crate) mod meters;
 pub(crate) mod plugin;
 pub(crate) mod runtime;
 pub(crate) mod store;

@@ -13,6 +13,7 @@ use crate::guest::bindings::{ConnectionInfo, Role, Transport};
 use crate::guest::closer::Closer;
 use crate::instance::runtime::Runtime;
 use crate::service::Service;
+use crate::service::connections::Connection;
 use crate::util::backoff::Backoff;
 
 /// Why a conversation is closed when the drain timeout runs out.
@@ -30,12 +31,17 @@ pub(crate) fn info(rt: &Runtime, transport: Transport, role: Role, peer: String,
 }
 
 /// Spawns `conversation` on the lanes, tracked for the drain: in the heavy lane from the
-/// start while `service`'s plugin is quarantined, else moving there if it spins.
-pub(crate) fn spawn<F>(shared: &Shared, service: &Service, conversation: F) -> JoinHandle<()>
+/// start while `service`'s plugin is quarantined, else moving there if it spins. Its
+/// entry in the connection table, if it has one, follows its lane.
+pub(crate) fn spawn<F>(shared: &Shared, service: &Service, entry: Option<&Connection>, conversation: F) -> JoinHandle<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    shared.tracker.spawn(shared.rt.lanes().run(conversation, service.quarantine.in_force(), &service.lane_moves))
+    let laned = shared.rt.lanes().run(conversation, service.quarantine.in_force(), &service.lane_moves);
+    if let Some(entry) = entry {
+        entry.follow_lane(laned.heavy_flag());
+    }
+    shared.tracker.spawn(laned)
 }
 
 /// Runs `conversation`; when the drain starts (`draining`) tells it through `closer`, and

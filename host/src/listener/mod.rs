@@ -11,6 +11,7 @@ pub(crate) mod udp_guard;
 
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,10 @@ use crate::config::{Listen, UdpOptions};
 use crate::instance::plugin::Plugin;
 use crate::instance::runtime::Runtime;
 use crate::service::Service;
+
+/// A listener's pause switch (the admin API's pause/resume): while set, it stops taking
+/// new conversations; open ones go on.
+pub(crate) type Paused = Arc<AtomicBool>;
 
 /// What every listener task needs from the server.
 #[derive(Clone)]
@@ -83,24 +88,40 @@ pub(crate) enum BoundListener {
 }
 
 impl BoundListener {
+    /// Where it listens, as its `listening` line shows it: `tcp://ADDR`, `udp://ADDR`,
+    /// `serial://DEVICE`.
+    pub(crate) fn url(&self) -> String {
+        match self {
+            BoundListener::Tcp(listener) => format!("tcp://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+            BoundListener::Udp(socket) => format!("udp://{}", socket.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+            BoundListener::Serial(line) => format!("serial://{}", line.device()),
+        }
+    }
+
     /// Prints the `listening NAME URL` line and starts serving `service` on it.
     /// Serving stops when `stop` is cancelled (the listener is dropped, so new
-    /// connections are refused); conversations already open finish.
-    pub(crate) fn start(self, service: &Arc<Service>, shared: &Shared, stop: CancellationToken) {
-        let (transport, address) = match &self {
-            BoundListener::Tcp(listener) => ("tcp", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()),
-            BoundListener::Udp(socket) => ("udp", socket.local_addr().map(|a| a.to_string()).unwrap_or_default()),
-            BoundListener::Serial(line) => ("serial", line.device().to_string()),
+    /// connections are refused); conversations already open finish. While `paused` is
+    /// set, a TCP or UDP listener takes no new conversations (a serial line is one
+    /// conversation and is not paused).
+    pub(crate) fn start(self, service: &Arc<Service>, shared: &Shared, stop: CancellationToken, paused: Paused) {
+        let transport = match &self {
+            BoundListener::Tcp(_) => "tcp",
+            BoundListener::Udp(_) => "udp",
+            BoundListener::Serial(_) => "serial",
         };
+        let url = self.url();
+        let address = url.split_once("://").map_or_else(String::new, |(_, address)| address.to_string());
         // Tests and scripts read these lines: one per listener, flushed at once.
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "listening {} {transport}://{address}", service.name());
+        let _ = writeln!(stdout, "listening {} {url}", service.name());
         let _ = stdout.flush();
         let stats = service.counters.listener(transport, address);
         let (service, task_shared) = (service.clone(), shared.clone());
         match self {
-            BoundListener::Tcp(listener) => shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, stats, task_shared))),
-            BoundListener::Udp(socket) => shared.tracker.spawn(until_stopped(stop, udp::run(socket, service, stats, task_shared))),
+            BoundListener::Tcp(listener) => {
+                shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, stats, task_shared, paused)))
+            }
+            BoundListener::Udp(socket) => shared.tracker.spawn(until_stopped(stop, udp::run(socket, service, stats, task_shared, paused))),
             // A serial line is one conversation: stopping its listener ends it.
             BoundListener::Serial(line) => shared.tracker.spawn(until_stopped(stop, serial::run(line, service, stats, task_shared))),
         };

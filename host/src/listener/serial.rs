@@ -37,7 +37,7 @@ use crate::guest::closer::Closer;
 use crate::guest::traffic::Activity;
 use crate::service::Service;
 use crate::service::accounting::{Ended, ListenerStats};
-use crate::session::stream::{Meters, Pace, run_stream};
+use crate::session::stream::{Measures, Pace, run_stream};
 use crate::util::backoff::Backoff;
 
 /// First pause before reopening a vanished device, or before restarting a plugin that
@@ -187,17 +187,19 @@ async fn converse(
     // The conversation is a task of its own: should this listener's future be dropped
     // (its listener stopped), the guard below still closes it gracefully, and the drain
     // at shutdown waits for it.
+    let plugin = service.current();
+    let (entry, registered) = service.register(&info, &plugin, &closer);
     let talk = {
-        let (rt, plugin, service, closer, stats) = (shared.rt.clone(), service.current(), service.clone(), closer.clone(), stats.clone());
+        let (rt, service, closer, entry, stats) = (shared.rt.clone(), service.clone(), closer.clone(), entry.clone(), stats.clone());
         async move {
-            let _ticket = ticket;
-            let meters = Meters { activity: activity.clone(), instantiation: &stats.instantiation };
-            let outcome = run_stream(&rt, &plugin, info.clone(), (reader, writer), closer.clone(), Pace::Line, meters).await;
+            let _held = (ticket, registered);
+            let measures = Measures { activity: activity.clone(), instantiation: Some(&stats.instantiation), table: Some(&entry.meters) };
+            let outcome = run_stream(&rt, &plugin, info.clone(), (reader, writer), closer.clone(), Pace::Line, measures).await;
             open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));
             service.account(&info, &outcome);
         }
     };
-    let conversation = conversation::spawn(shared, service, talk);
+    let conversation = conversation::spawn(shared, service, Some(&entry), talk);
     let _close_if_dropped = CloseOnDrop(closer.clone());
     tokio::pin!(conversation);
     let (mut stopping, mut forced) = (false, false);

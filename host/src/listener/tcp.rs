@@ -2,19 +2,20 @@
 //! instance.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use super::Shared;
 use super::conversation::{self, SHUTTING_DOWN, closed_at_drain_timeout};
-use crate::admission::Source;
+use super::{Paused, Shared};
+use crate::admission::{Refusal, Source};
 use crate::guest::bindings::{Role, Transport};
 use crate::guest::closer::Closer;
 use crate::guest::traffic::Activity;
 use crate::service::Service;
 use crate::service::accounting::{Ended, ListenerStats};
-use crate::session::stream::{Meters, Pace, run_stream};
+use crate::session::stream::{Measures, Pace, run_stream};
 use crate::util::backoff::Backoff;
 
 /// Pending connections the kernel queues for us. tokio's default of 128 overflows when
@@ -33,8 +34,9 @@ pub(crate) async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> 
     socket.listen(BACKLOG)
 }
 
-/// Accepts until the service stops, counting into `stats`.
-pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, stats: Arc<ListenerStats>, shared: Shared) {
+/// Accepts until the service stops, counting into `stats`; while `paused`, accepted
+/// connections are closed at once (and counted as refused).
+pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, stats: Arc<ListenerStats>, shared: Shared, paused: Paused) {
     let local = listener.local_addr().map(conversation::show).unwrap_or_default();
     let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
     loop {
@@ -45,6 +47,10 @@ pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, stats: Arc
         match accepted {
             Ok((socket, peer)) => {
                 backoff.reset();
+                if paused.load(Ordering::Relaxed) {
+                    service.refused(&stats, &conversation::show(peer), Refusal::Paused);
+                    continue;
+                }
                 start(socket, peer, &local, &service, &stats, &shared);
             }
             Err(e) => conversation::pause_after_error(&mut backoff, &service, "accept", &e, false).await,
@@ -67,16 +73,18 @@ fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &A
     let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
     let (plugin, rt, task_service, task_stats) = (service.current(), shared.rt.clone(), service.clone(), stats.clone());
     let closer = Closer::new();
+    let (entry, registered) = service.register(&info, &plugin, &closer);
     let talk = {
-        let closer = closer.clone();
+        let (closer, entry) = (closer.clone(), entry.clone());
         async move {
-            let _ticket = ticket;
+            let _held = (ticket, registered);
             let activity = Activity::counted(task_stats.traffic.clone());
-            let meters = Meters { activity: activity.clone(), instantiation: &task_stats.instantiation };
-            let outcome = run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer.clone(), Pace::Client, meters).await;
+            let measures =
+                Measures { activity: activity.clone(), instantiation: Some(&task_stats.instantiation), table: Some(&entry.meters) };
+            let outcome = run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer.clone(), Pace::Client, measures).await;
             open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));
             task_service.account(&info, &outcome);
         }
     };
-    conversation::spawn(shared, service, closed_at_drain_timeout(shared.drain_tokens(), Some(closer), talk));
+    conversation::spawn(shared, service, Some(&entry), closed_at_drain_timeout(shared.drain_tokens(), Some(closer), talk));
 }

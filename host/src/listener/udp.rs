@@ -33,9 +33,9 @@ use parking_lot::Mutex;
 use tokio::net::UdpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::Shared;
 use super::conversation::{self, closed_at_drain_timeout};
 use super::udp_guard::{Allowance, Dropped, Drops, OwnAddr, ReplyLimiter, amplification_fit, reflection_from_here};
+use super::{Paused, Shared};
 use crate::admission::{Refusal, Source};
 use crate::config::UdpOptions;
 use crate::guest::bindings::{Role, Transport};
@@ -86,8 +86,9 @@ struct Listener {
     shared: Shared,
 }
 
-/// Answers datagrams until the service stops, counting into `stats`.
-pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, stats: Arc<ListenerStats>, shared: Shared) {
+/// Answers datagrams until the service stops, counting into `stats`; while `paused`,
+/// datagrams get no answer (and are counted as refused).
+pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, stats: Arc<ListenerStats>, shared: Shared, paused: Paused) {
     let UdpListener { socket, options, own_address } = listener;
     let socket = Arc::new(socket);
     let this = Arc::new(Listener {
@@ -117,6 +118,10 @@ pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, stats: Arc
         match received {
             Ok((n, peer)) => {
                 backoff.reset();
+                if paused.load(std::sync::atomic::Ordering::Relaxed) {
+                    this.service.refused(&this.stats, &conversation::show(peer), Refusal::Paused);
+                    continue;
+                }
                 this.clone().take(peer, &buf[..n], permit);
             }
             // ICMP errors reported on the socket (ECONNREFUSED) are routine.
@@ -155,7 +160,7 @@ impl Listener {
             let _held = (permit, ticket);
             self.answer(peer, payload).await;
         };
-        conversation::spawn(&shared, &service, closed_at_drain_timeout(tokens, None, answer));
+        conversation::spawn(&shared, &service, None, closed_at_drain_timeout(tokens, None, answer));
     }
 
     /// Counts and logs one datagram (or reply) dropped.

@@ -3,6 +3,7 @@
 //! accepted afterwards run the new version, open ones keep the instance they started on.
 
 pub(crate) mod accounting;
+pub(crate) mod connections;
 pub(crate) mod endings;
 
 use std::sync::Arc;
@@ -12,11 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::{PluginGate, Refusal};
 use crate::guest::bindings::ConnectionInfo;
+use crate::guest::closer::Closer;
 use crate::instance::LimitHit;
 use crate::instance::lane::{LaneMoves, QUARANTINE, Quarantine};
 use crate::instance::plugin::Plugin;
 use crate::session::Outcome;
 use accounting::{Counters, ListenerStats};
+use connections::{Connection, Connections};
 
 /// A served plugin.
 pub(crate) struct Service {
@@ -32,6 +35,20 @@ pub(crate) struct Service {
     pub(crate) quarantine: Quarantine,
     /// How many of its connections went to the heavy lane.
     pub(crate) lane_moves: Arc<LaneMoves>,
+    /// Its open conversations.
+    pub(crate) connections: Connections,
+}
+
+/// Keeps a conversation in its service's connection table until dropped.
+pub(crate) struct Registered {
+    service: Arc<Service>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.service.connections.remove(self.id);
+    }
 }
 
 impl Service {
@@ -46,7 +63,21 @@ impl Service {
             gate: PluginGate::new(max_connections),
             quarantine: Quarantine::default(),
             lane_moves: Arc::default(),
+            connections: Connections::default(),
         })
+    }
+
+    /// Enters a conversation starting now into the connection table; it leaves the table
+    /// when the returned guard is dropped.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        info: &ConnectionInfo,
+        plugin: &Arc<Plugin>,
+        closer: &Closer,
+    ) -> (Arc<Connection>, Registered) {
+        let connection = Arc::new(Connection::new(info.id, plugin.clone(), info.peer.clone(), info.transport, closer.clone()));
+        self.connections.insert(connection.clone());
+        (connection, Registered { service: self.clone(), id: info.id })
     }
 
     /// Counts how a connection ended and logs failures (rate-limited, so a flood of
