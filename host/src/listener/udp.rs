@@ -118,6 +118,7 @@ pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, stats: Arc
         match received {
             Ok((n, peer)) => {
                 backoff.reset();
+                this.stats.received(n);
                 if paused.load(std::sync::atomic::Ordering::Relaxed) {
                     this.service.refused(&this.stats, &conversation::show(peer), Refusal::Paused);
                     continue;
@@ -134,7 +135,6 @@ pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, stats: Arc
 impl Listener {
     /// Decides about one datagram: dropped by a guard, or handed to its own task.
     fn take(self: Arc<Self>, peer: SocketAddr, payload: &[u8], permit: OwnedSemaphorePermit) {
-        self.stats.received(payload.len());
         if let Some(why) = reflection_from_here(peer) {
             return self.drop_one(peer, why);
         }
