@@ -1,7 +1,8 @@
 //! `GET /metrics` read by a real Prometheus parser: prometheus_client's OpenMetrics
 //! parser (Python, pinned in tests/e2e/tools/requirements.txt, installed by `cargo xtask
 //! test`), not a pattern. Counters and histograms move as connections come and go,
-//! refusals are counted by reason, bytes are counted, the hub and the process report.
+//! refusals are counted by reason (a paused listener's included), bytes are counted, the
+//! hub and the process report.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -217,6 +218,11 @@ fn refusals_are_counted_by_reason() {
     assert_eq!(metrics.value("switchboard_denied_connections_total", &[("plugin", "echo"), ("reason", "cidr")]), 0.0);
     assert_eq!(metrics.value("switchboard_downstream_cx_active", &ECHO), 2.0, "the refused ones were never open");
     drop(held);
+    // A paused listener refuses too.
+    let (status, json) = crate::admin::api(admin, "POST", "/api/listeners/echo/pause", &[]);
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(crate::limits::admitted(server.addr(0), 1).0, 0, "a paused listener served");
+    until_value(admin, "switchboard_denied_connections_total", &[("plugin", "echo"), ("reason", "paused")], 1.0);
     drop(server);
 
     let server = Server::start(&["--plugin", &echo, "--admin", "127.0.0.1:0", "--deny", "127.0.0.0/8"], 2);
