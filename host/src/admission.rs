@@ -38,9 +38,27 @@ pub(crate) enum Refusal {
     PerIp,
     /// Its address opens connections too fast.
     Rate,
+    /// Its listener is paused (by the operator, through the admin API).
+    Paused,
 }
 
 impl Refusal {
+    /// Every reason, in declaration order.
+    pub(crate) const ALL: [Refusal; 6] =
+        [Refusal::Address, Refusal::Global, Refusal::Plugin, Refusal::PerIp, Refusal::Rate, Refusal::Paused];
+
+    /// The reason as a metric label.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Refusal::Address => "cidr",
+            Refusal::Global => "max_connections",
+            Refusal::Plugin => "plugin_max_connections",
+            Refusal::PerIp => "per_ip",
+            Refusal::Rate => "rate",
+            Refusal::Paused => "paused",
+        }
+    }
+
     /// A short reason for logs.
     pub(crate) fn reason(self) -> &'static str {
         match self {
@@ -49,6 +67,7 @@ impl Refusal {
             Refusal::Plugin => "plugin's max connections reached",
             Refusal::PerIp => "max connections per IP reached",
             Refusal::Rate => "connection rate per IP exceeded",
+            Refusal::Paused => "the listener is paused",
         }
     }
 }

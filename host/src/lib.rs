@@ -8,13 +8,15 @@
 //!
 //! ```text
 //! app/        serve (start, serve, drain), connect (dial out, role dialed), check,
-//!             admin (metrics, health, JSON API, status page, getfile form), status
+//!             admin (metrics + process collectors, health, JSON API, status page,
+//!             getfile form), status
 //! control/    registry (what is served; load, bind, swap, remove; the operator's
 //!             pause/resume/rollback), sources, watch
 //! listener/   bind + `listening` line; tcp, udp (+ udp_guard), serial accept loops;
 //!             conversation: the one way every transport starts a conversation
-//! service     a served plugin: current version (swapped atomically), stop token,
-//!             quarantine, failure accounting, connection table
+//! service/    a served plugin: current version (swapped atomically), stop token,
+//!             quarantine, connection table; accounting (per-listener counters,
+//!             atomics only) and endings (how conversations end or datagrams drop)
 //! admission   who may start a conversation, and how many at once (every transport)
 //! session/    one conversation: stream or datagram, watchdog, outcome classifier
 //! instance/   engine and pool (runtime), plugin load (+ cache), a Store with its
@@ -24,7 +26,7 @@
 //!             view, its backplane seam and the Redis backplane), stdout/stderr to the
 //!             log, the bindings, closer, traffic clock
 //! config/     plain settings and value syntax (units, defaults, listen, files)
-//! util/       clocks, backoff, log-line allowance, error chains
+//! util/       clocks, backoff, log-line allowance, error chains, lock-free histogram
 //! ```
 //!
 //! Dependencies point one way: app → control → listener → service → admission →

@@ -125,7 +125,7 @@ fn silent_connections_are_closed_at_the_idle_timeout_and_do_not_delay_others() {
 
 /// Opens `n` connections, holds them, and counts how many get an echo and how many are
 /// closed at once.
-fn admitted(addr: SocketAddr, n: usize) -> (usize, usize, Vec<TcpStream>) {
+pub(crate) fn admitted(addr: SocketAddr, n: usize) -> (usize, usize, Vec<TcpStream>) {
     let mut held = Vec::new();
     let (mut served, mut refused) = (0, 0);
     for _ in 0..n {

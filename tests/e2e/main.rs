@@ -14,6 +14,7 @@ mod faults;
 mod getfile;
 mod langs;
 mod limits;
+mod metrics;
 mod multihost;
 mod reload;
 mod running;

@@ -4,7 +4,9 @@
 //! - Python: `plugins/python/requirements.txt` (exact versions with their wheels' hashes)
 //!   into a virtualenv at `<target>/langs/venv`;
 //! - JavaScript: `plugins/js/package.json` + `package-lock.json`, installed by npm in
-//!   `<target>/langs/js` and checked against the lock ([`crate::npm_lock`]).
+//!   `<target>/langs/js` and checked against the lock ([`crate::npm_lock`]);
+//! - the end-to-end tests' Python (`tests/e2e/tools/requirements.txt`) into a
+//!   virtualenv at `<target>/e2e-python` ([`test_python`]).
 //!
 //! An install is redone only when its pin file changes, and a plugin is rebuilt only when
 //! a file it is built from is newer than its `.wasm` (a Python build takes ~15 s).
@@ -131,20 +133,34 @@ pub fn test(root: &Path) -> Result<()> {
 /// A virtualenv with the pinned componentize-py; returns the path of its executable.
 fn python_toolchain(root: &Path, dir: &Path) -> Result<PathBuf> {
     let venv = dir.join("venv");
-    let pins = root.join("plugins/python/requirements.txt");
+    virtualenv(&root.join("plugins/python/requirements.txt"), &venv)?;
+    Ok(venv.join("bin/componentize-py"))
+}
+
+/// The Python the end-to-end tests run (`tests/e2e/tools/requirements.txt` installed
+/// in a virtualenv at `<target>/e2e-python`); returns its interpreter.
+pub fn test_python(root: &Path, target: &Path) -> Result<PathBuf> {
+    let venv = target.join("e2e-python");
+    virtualenv(&root.join("tests/e2e/tools/requirements.txt"), &venv)?;
+    Ok(venv.join("bin/python"))
+}
+
+/// Makes `venv` a virtualenv with exactly the requirements in `pins`, unless it already
+/// is one (it remembers the pins it was made from).
+fn virtualenv(pins: &Path, venv: &Path) -> Result<()> {
     let installed = venv.join("switchboard-requirements.txt");
-    if !same_contents(&pins, &installed) {
-        let _ = std::fs::remove_dir_all(&venv);
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+    if !same_contents(pins, &installed) {
+        let _ = std::fs::remove_dir_all(venv);
+        run(Command::new("python3").args(["-m", "venv"]).arg(venv))
             .context("creating the virtualenv (Debian: apt-get install python3-venv)")?;
         // The pins carry hashes (pip then checks every download against them) and name
         // wheels only: no source build, whose tools could differ from machine to machine.
         run(Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check", "--require-hashes", "--only-binary", ":all:", "-r"])
-            .arg(&pins))?;
-        std::fs::copy(&pins, &installed)?;
+            .arg(pins))?;
+        std::fs::copy(pins, &installed)?;
     }
-    Ok(venv.join("bin/componentize-py"))
+    Ok(())
 }
 
 /// The pinned componentize-js, installed from the committed lock; returns the path of its
@@ -263,12 +279,21 @@ mod tests {
         let root = crate::workspace_root();
         let py = std::fs::read_to_string(root.join("plugins/python/requirements.txt")).unwrap();
         assert!(py.lines().any(|l| l.trim() == "componentize-py==0.25.1 \\"), "{py}");
-        // Hash-checking mode: every requirement pinned with == and at least one hash.
-        let requirements: Vec<String> =
-            py.replace("\\\n", " ").lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
-        assert!(!requirements.is_empty());
-        for line in &requirements {
-            assert!(line.contains("==") && line.contains("--hash=sha256:"), "not pinned with a hash: {line}");
+        let tests = std::fs::read_to_string(root.join("tests/e2e/tools/requirements.txt")).unwrap();
+        assert!(tests.lines().any(|l| l.trim() == "prometheus-client==0.26.0 \\"), "{tests}");
+        for pins in [py, tests] {
+            // Hash-checking mode: every requirement pinned with == and at least one hash.
+            let requirements: Vec<String> = pins
+                .replace("\\\n", " ")
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect();
+            assert!(!requirements.is_empty());
+            for line in &requirements {
+                assert!(line.contains("==") && line.contains("--hash=sha256:"), "not pinned with a hash: {line}");
+            }
         }
         let js = std::fs::read_to_string(root.join("plugins/js/package.json")).unwrap();
         assert!(js.contains(r#""@bytecodealliance/componentize-js": "0.23.0""#), "{js}");

@@ -193,6 +193,7 @@ fn bench_help(root: &Path) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     let built = build(root, langs::Need::Required)?;
     langs::test(root)?;
+    let python = langs::test_python(root, &target_dir(root)?)?;
     // Separate invocations keep each package's feature set, and so the release build of
     // wasmtime, identical to `build`'s.
     run(cargo(root).args(["test", "--release", "--package", "switchboard-sdk", "--package", "getfile"]))?;
@@ -200,7 +201,8 @@ fn test(root: &Path) -> Result<()> {
     run(cargo(root)
         .args(["test", "--release", "--package", "switchboard"])
         .env("SWITCHBOARD_FIXTURES", &built.fixtures)
-        .env("SWITCHBOARD_PLUGINS", root.join("plugins")))
+        .env("SWITCHBOARD_PLUGINS", root.join("plugins"))
+        .env("SWITCHBOARD_E2E_PYTHON", &python))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::instance::grants::{DirGrant, Grants, Stdio};
 use crate::instance::plugin::{Plugin, PluginFile};
 use crate::listener::conversation;
 use crate::session::Outcome;
-use crate::session::stream::{Pace, run_stream};
+use crate::session::stream::{Measures, Pace, run_stream};
 
 /// Why `connect` failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ pub async fn connect(addr: &str, plugin: &Path, env: Vec<(String, String)>, cach
     let peer = socket.peer_addr().map(conversation::show).unwrap_or_else(|_| addr.to_string());
     let local = socket.local_addr().map(conversation::show).unwrap_or_default();
     let info = conversation::info(&rt, Transport::Tcp, Role::Dialed, peer, local);
-    match run_stream(&rt, &loaded, info, socket.into_split(), Closer::new(), Pace::Client, None).await {
+    match run_stream(&rt, &loaded, info, socket.into_split(), Closer::new(), Pace::Client, Measures::none()).await {
         Outcome::Ok => Ok(()),
         outcome => Err(ConnectError::Plugin { path: plugin.to_path_buf(), outcome }),
     }

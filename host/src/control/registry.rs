@@ -129,6 +129,17 @@ pub(crate) struct Registry {
     entries: Mutex<BTreeMap<String, Entry>>,
     /// One change at a time per plugin.
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Versions loaded (or swapped in) and changes rejected, per plugin name.
+    reloads: Mutex<BTreeMap<String, Reloads>>,
+}
+
+/// How often a plugin's changes were applied or rejected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Reloads {
+    /// A version was loaded or swapped in (the first load included).
+    pub(crate) ok: u64,
+    /// A change was rejected (the previous version, if any, kept serving).
+    pub(crate) rejected: u64,
 }
 
 /// How a plugin will be served once its new version is swapped in.
@@ -164,6 +175,7 @@ impl Registry {
             serve_table,
             entries: Mutex::new(BTreeMap::new()),
             turns: Mutex::new(HashMap::new()),
+            reloads: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -181,6 +193,16 @@ impl Registry {
     pub(crate) fn paths_of(&self, name: &str) -> Vec<PathBuf> {
         let located = self.sources.locate(name, &self.config.lock());
         located.into_iter().flat_map(|wasm| [sidecar_of(&wasm), Some(wasm)]).flatten().filter(|p| p.exists()).collect()
+    }
+
+    /// The runtime plugins run on.
+    pub(crate) fn runtime(&self) -> &Arc<crate::instance::runtime::Runtime> {
+        &self.shared.rt
+    }
+
+    /// How often each plugin's changes were applied or rejected, by name.
+    pub(crate) fn reloads(&self) -> BTreeMap<String, Reloads> {
+        self.reloads.lock().clone()
     }
 
     /// Every served plugin's service.
@@ -223,8 +245,14 @@ impl Registry {
         let _turn = turn.lock().await;
         let located = self.sources.locate(name, &self.config.lock());
         let Some(path) = located.filter(|p| p.is_file()) else { return Ok(self.remove(name)) };
-        let Some(prepared) = self.prepare(name, &path).await? else { return Ok(Change::Unchanged) };
-        Ok(self.commit(name, prepared))
+        let change = self.prepare(name, &path).await.map(|prepared| prepared.map_or(Change::Unchanged, |p| self.commit(name, p)));
+        let mut reloads = self.reloads.lock();
+        match &change {
+            Ok(Change::Loaded | Change::Swapped) => reloads.entry(name.to_string()).or_default().ok += 1,
+            Err(_) => reloads.entry(name.to_string()).or_default().rejected += 1,
+            Ok(_) => {}
+        }
+        change
     }
 
     /// Loads the plugin at `path` and binds its new listeners, touching nothing that

@@ -83,6 +83,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
                 let n = rb.filled().len();
                 if n == 0 {
                     self.state = ReadState::Ended;
+                    self.activity.peer_ended();
                 } else {
                     // SAFETY: `ReadBuf` guarantees its first `n` bytes were initialised.
                     unsafe { self.buf.set_len(self.buf.len() + n) };
@@ -95,6 +96,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
             }
             Poll::Ready(Err(e)) => {
                 self.state = ReadState::Failed(e);
+                self.activity.peer_ended();
                 Poll::Ready(())
             }
         }
@@ -205,7 +207,9 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
         Poll::Ready(())
     }
 
+    /// The connection refused a write: the peer is gone (reset, or closed its side).
     fn fail(&mut self, e: io::Error) {
+        self.activity.peer_ended();
         self.failed = Some(e);
         self.broken = true;
         self.pending.clear();

@@ -108,6 +108,15 @@ pub(crate) fn promote() {
     let _ = FLAG.try_with(|flag| flag.store(true, Ordering::Relaxed));
 }
 
+/// How many of one plugin's connections went to the heavy lane, and why.
+#[derive(Debug, Default)]
+pub(crate) struct LaneMoves {
+    /// Promoted: moved after their plugin spun.
+    pub(crate) promoted: AtomicU64,
+    /// Started there because their plugin was in quarantine.
+    pub(crate) quarantined: AtomicU64,
+}
+
 /// The heavy lane: its own runtime, shut down (in the background) with the server.
 pub(crate) struct Lanes {
     heavy: Option<tokio::runtime::Runtime>,
@@ -131,14 +140,17 @@ impl Lanes {
     }
 
     /// Runs `connection` on the light lane, moving it to the heavy lane once its plugin
-    /// is [`promote`]d; or on the heavy lane from the start if `quarantined`.
-    pub(crate) fn run<F>(&self, connection: F, quarantined: bool) -> Laned<F>
+    /// is [`promote`]d; or on the heavy lane from the start if `quarantined`. Each move
+    /// is counted in `moves`.
+    pub(crate) fn run<F>(&self, connection: F, quarantined: bool, moves: &Arc<LaneMoves>) -> Laned<F>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         Laned {
             connection: Some(Box::pin(connection)),
             flag: Arc::new(AtomicBool::new(quarantined)),
+            quarantined,
+            moves: moves.clone(),
             heavy: self.heavy.as_ref().map(|rt| rt.handle().clone()),
             moved: None,
         }
@@ -159,6 +171,9 @@ impl Drop for Lanes {
 pub(crate) struct Laned<F> {
     connection: Option<Pin<Box<F>>>,
     flag: Arc<AtomicBool>,
+    /// It starts in the heavy lane (rather than being promoted there).
+    quarantined: bool,
+    moves: Arc<LaneMoves>,
     heavy: Option<tokio::runtime::Handle>,
     moved: Option<JoinHandle<()>>,
 }
@@ -200,6 +215,8 @@ impl<F: Future<Output = ()> + Send + 'static> Laned<F> {
     fn move_to_heavy(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let (Some(heavy), Some(connection)) = (self.heavy.as_ref(), self.connection.take()) else { return Poll::Ready(()) };
         tracing::debug!("moved to the heavy lane");
+        let why = if self.quarantined { &self.moves.quarantined } else { &self.moves.promoted };
+        why.fetch_add(1, Ordering::Relaxed);
         // The flag stays set: on the heavy lane there is nowhere further to go.
         self.moved = Some(heavy.spawn(FLAG.scope(self.flag.clone(), connection)));
         Pin::new(self).poll(cx)
@@ -236,6 +253,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_promoted_connection_moves_to_the_heavy_lane() {
         let lanes = Lanes::new(1).unwrap();
+        let moves = Arc::new(LaneMoves::default());
         let thread_name = || std::thread::current().name().unwrap_or_default().to_string();
         let (tx, rx) = tokio::sync::oneshot::channel();
         lanes
@@ -247,6 +265,7 @@ mod tests {
                     let _ = tx.send((before, thread_name()));
                 },
                 false,
+                &moves,
             )
             .await;
         let (before, after) = rx.await.unwrap();
@@ -261,6 +280,7 @@ mod tests {
                     let _ = tx.send(thread_name());
                 },
                 false,
+                &moves,
             )
             .await;
         assert_ne!(rx.await.unwrap(), "heavy-lane");
@@ -272,9 +292,15 @@ mod tests {
                     let _ = tx.send(thread_name());
                 },
                 true,
+                &moves,
             )
             .await;
         assert_eq!(rx.await.unwrap(), "heavy-lane", "a quarantined plugin's connection starts there");
+        assert_eq!(
+            (moves.promoted.load(Ordering::Relaxed), moves.quarantined.load(Ordering::Relaxed)),
+            (1, 1),
+            "each move is counted once"
+        );
     }
 
     const T: Duration = EPOCH_TICK;
@@ -309,6 +335,7 @@ mod tests {
     async fn promote_outside_a_lane_and_a_single_lane_are_harmless() {
         promote();
         let lanes = Lanes::single();
+        let moves = Arc::new(LaneMoves::default());
         lanes
             .run(
                 async {
@@ -317,7 +344,9 @@ mod tests {
                     assert_ne!(std::thread::current().name(), Some("heavy-lane"));
                 },
                 true,
+                &moves,
             )
             .await;
+        assert_eq!(moves.quarantined.load(Ordering::Relaxed), 0, "nothing moved, nothing counted");
     }
 }

@@ -37,7 +37,7 @@ pub(crate) fn spawn<F>(shared: &Shared, service: &Service, entry: Option<&Connec
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let laned = shared.rt.lanes().run(conversation, service.quarantine.in_force());
+    let laned = shared.rt.lanes().run(conversation, service.quarantine.in_force(), &service.lane_moves);
     if let Some(entry) = entry {
         entry.follow_lane(laned.heavy_flag());
     }

@@ -27,9 +27,6 @@ use crate::service::Service;
 /// new conversations; open ones go on.
 pub(crate) type Paused = Arc<AtomicBool>;
 
-/// Why a connection to a paused listener is refused.
-pub(crate) const PAUSED: &str = "the listener is paused";
-
 /// What every listener task needs from the server.
 #[derive(Clone)]
 pub(crate) struct Shared {
@@ -107,17 +104,26 @@ impl BoundListener {
     /// set, a TCP or UDP listener takes no new conversations (a serial line is one
     /// conversation and is not paused).
     pub(crate) fn start(self, service: &Arc<Service>, shared: &Shared, stop: CancellationToken, paused: Paused) {
+        let transport = match &self {
+            BoundListener::Tcp(_) => "tcp",
+            BoundListener::Udp(_) => "udp",
+            BoundListener::Serial(_) => "serial",
+        };
         let url = self.url();
+        let address = url.split_once("://").map_or_else(String::new, |(_, address)| address.to_string());
         // Tests and scripts read these lines: one per listener, flushed at once.
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening {} {url}", service.name());
         let _ = stdout.flush();
+        let stats = service.counters.listener(transport, address);
         let (service, task_shared) = (service.clone(), shared.clone());
         match self {
-            BoundListener::Tcp(listener) => shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, task_shared, paused))),
-            BoundListener::Udp(socket) => shared.tracker.spawn(until_stopped(stop, udp::run(socket, service, task_shared, paused))),
+            BoundListener::Tcp(listener) => {
+                shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, stats, task_shared, paused)))
+            }
+            BoundListener::Udp(socket) => shared.tracker.spawn(until_stopped(stop, udp::run(socket, service, stats, task_shared, paused))),
             // A serial line is one conversation: stopping its listener ends it.
-            BoundListener::Serial(line) => shared.tracker.spawn(until_stopped(stop, serial::run(line, service, task_shared))),
+            BoundListener::Serial(line) => shared.tracker.spawn(until_stopped(stop, serial::run(line, service, stats, task_shared))),
         };
     }
 }

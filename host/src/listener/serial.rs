@@ -34,9 +34,10 @@ use super::conversation::{self, SHUTTING_DOWN};
 use crate::admission::{Source, Ticket};
 use crate::guest::bindings::{Role, Transport};
 use crate::guest::closer::Closer;
+use crate::guest::traffic::Activity;
 use crate::service::Service;
-use crate::service::accounting::Counters;
-use crate::session::stream::{Pace, run_stream};
+use crate::service::accounting::{Ended, ListenerStats};
+use crate::session::stream::{Measures, Pace, run_stream};
 use crate::util::backoff::Backoff;
 
 /// First pause before reopening a vanished device, or before restarting a plugin that
@@ -107,8 +108,9 @@ fn explain(e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{text} ({hint})"))
 }
 
-/// Serves the line until the service stops, reopening the device whenever it vanishes.
-pub(crate) async fn run(line: SerialLine, service: Arc<Service>, shared: Shared) {
+/// Serves the line until the service stops, reopening the device whenever it vanishes;
+/// counts into `stats`.
+pub(crate) async fn run(line: SerialLine, service: Arc<Service>, stats: Arc<ListenerStats>, shared: Shared) {
     let (device, baud) = (line.device.clone(), line.baud);
     let mut line = Some(line);
     let mut restart = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
@@ -122,9 +124,9 @@ pub(crate) async fn run(line: SerialLine, service: Arc<Service>, shared: Shared)
                 None => return,
             }
         };
-        let Some(ticket) = admitted(&service, &shared).await else { return };
+        let Some(ticket) = admitted(&service, &stats, &shared).await else { return };
         let started = Instant::now();
-        let gone = converse(&open_line, ticket, &service, &shared).await;
+        let gone = converse(&open_line, ticket, &service, &stats, &shared).await;
         if stopping(&service) {
             return;
         }
@@ -152,13 +154,13 @@ pub(crate) async fn run(line: SerialLine, service: Arc<Service>, shared: Shared)
 
 /// Waits until admission lets a conversation on the line start (the connection limits
 /// count a serial conversation like any other); `None` if the service stopped first.
-async fn admitted(service: &Arc<Service>, shared: &Shared) -> Option<Ticket> {
+async fn admitted(service: &Arc<Service>, stats: &ListenerStats, shared: &Shared) -> Option<Ticket> {
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     loop {
         match shared.admission.admit(&service.gate, Source::Device) {
             Ok(ticket) => return Some(ticket),
             Err(refusal) => {
-                service.refused(&"the serial line", refusal.reason());
+                service.refused(stats, &"the serial line", refusal);
                 if !pause(service, backoff.next_pause()).await {
                     return None;
                 }
@@ -168,23 +170,32 @@ async fn admitted(service: &Arc<Service>, shared: &Shared) -> Option<Ticket> {
 }
 
 /// Runs one instance on the line; returns why the device is gone, if it is.
-async fn converse(line: &SerialLine, ticket: Ticket, service: &Arc<Service>, shared: &Shared) -> Option<String> {
+async fn converse(
+    line: &SerialLine,
+    ticket: Ticket,
+    service: &Arc<Service>,
+    stats: &Arc<ListenerStats>,
+    shared: &Shared,
+) -> Option<String> {
     let closer = Closer::new();
     let device = Arc::new(DeviceState::default());
     let reader = LineReader { fd: line.fd.clone(), device: device.clone(), closer: closer.clone() };
     let writer = LineWriter { fd: line.fd.clone(), device: device.clone(), closer: closer.clone() };
     let info = conversation::info(&shared.rt, Transport::Serial, Role::Accepted, line.device.clone(), line.device.clone());
-    Counters::bump(&service.counters.served);
+    let open = stats.started();
+    let activity = Activity::counted(stats.traffic.clone());
     // The conversation is a task of its own: should this listener's future be dropped
     // (its listener stopped), the guard below still closes it gracefully, and the drain
     // at shutdown waits for it.
     let plugin = service.current();
     let (entry, registered) = service.register(&info, &plugin, &closer);
     let talk = {
-        let (rt, service, closer, entry) = (shared.rt.clone(), service.clone(), closer.clone(), entry.clone());
+        let (rt, service, closer, entry, stats) = (shared.rt.clone(), service.clone(), closer.clone(), entry.clone(), stats.clone());
         async move {
             let _held = (ticket, registered);
-            let outcome = run_stream(&rt, &plugin, info.clone(), (reader, writer), closer, Pace::Line, Some(&entry.meters)).await;
+            let measures = Measures { activity: activity.clone(), instantiation: Some(&stats.instantiation), table: Some(&entry.meters) };
+            let outcome = run_stream(&rt, &plugin, info.clone(), (reader, writer), closer.clone(), Pace::Line, measures).await;
+            open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));
             service.account(&info, &outcome);
         }
     };

@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use super::conversation::{self, closed_at_drain_timeout};
-use super::{PAUSED, Paused, Shared};
-use crate::admission::Source;
+use super::conversation::{self, SHUTTING_DOWN, closed_at_drain_timeout};
+use super::{Paused, Shared};
+use crate::admission::{Refusal, Source};
 use crate::guest::bindings::{Role, Transport};
 use crate::guest::closer::Closer;
+use crate::guest::traffic::Activity;
 use crate::service::Service;
-use crate::service::accounting::Counters;
-use crate::session::stream::{Pace, run_stream};
+use crate::service::accounting::{Ended, ListenerStats};
+use crate::session::stream::{Measures, Pace, run_stream};
 use crate::util::backoff::Backoff;
 
 /// Pending connections the kernel queues for us. tokio's default of 128 overflows when
@@ -33,9 +34,9 @@ pub(crate) async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> 
     socket.listen(BACKLOG)
 }
 
-/// Accepts until the service stops; while `paused`, accepted connections are closed at
-/// once (and counted as refused).
-pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, shared: Shared, paused: Paused) {
+/// Accepts until the service stops, counting into `stats`; while `paused`, accepted
+/// connections are closed at once (and counted as refused).
+pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, stats: Arc<ListenerStats>, shared: Shared, paused: Paused) {
     let local = listener.local_addr().map(conversation::show).unwrap_or_default();
     let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
     loop {
@@ -47,10 +48,10 @@ pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, shared: Sh
             Ok((socket, peer)) => {
                 backoff.reset();
                 if paused.load(Ordering::Relaxed) {
-                    service.refused(&conversation::show(peer), PAUSED);
+                    service.refused(&stats, &conversation::show(peer), Refusal::Paused);
                     continue;
                 }
-                start(socket, peer, &local, &service, &shared);
+                start(socket, peer, &local, &service, &stats, &shared);
             }
             Err(e) => conversation::pause_after_error(&mut backoff, &service, "accept", &e, false).await,
         }
@@ -59,25 +60,29 @@ pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, shared: Sh
 
 /// Admits one accepted connection and starts its conversation; a refused one is closed
 /// at once (the client sees the close instead of hanging).
-fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &Arc<Service>, shared: &Shared) {
+fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &Arc<Service>, stats: &Arc<ListenerStats>, shared: &Shared) {
     let ticket = match shared.admission.admit(&service.gate, Source::Ip(peer.ip())) {
         Ok(ticket) => ticket,
         Err(refusal) => {
-            service.refused(&conversation::show(peer), refusal.reason());
+            service.refused(stats, &conversation::show(peer), refusal);
             return;
         }
     };
-    Counters::bump(&service.counters.served);
+    let open = stats.started();
     let _ = socket.set_nodelay(true);
     let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
-    let (plugin, rt, task_service) = (service.current(), shared.rt.clone(), service.clone());
+    let (plugin, rt, task_service, task_stats) = (service.current(), shared.rt.clone(), service.clone(), stats.clone());
     let closer = Closer::new();
     let (entry, registered) = service.register(&info, &plugin, &closer);
     let talk = {
         let (closer, entry) = (closer.clone(), entry.clone());
         async move {
             let _held = (ticket, registered);
-            let outcome = run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer, Pace::Client, Some(&entry.meters)).await;
+            let activity = Activity::counted(task_stats.traffic.clone());
+            let measures =
+                Measures { activity: activity.clone(), instantiation: Some(&task_stats.instantiation), table: Some(&entry.meters) };
+            let outcome = run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer.clone(), Pace::Client, measures).await;
+            open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));
             task_service.account(&info, &outcome);
         }
     };

@@ -35,12 +35,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conversation::{self, closed_at_drain_timeout};
 use super::udp_guard::{Allowance, Dropped, Drops, OwnAddr, ReplyLimiter, amplification_fit, reflection_from_here};
-use super::{PAUSED, Paused, Shared};
+use super::{Paused, Shared};
 use crate::admission::{Refusal, Source};
 use crate::config::UdpOptions;
 use crate::guest::bindings::{Role, Transport};
 use crate::service::Service;
-use crate::service::accounting::Counters;
+use crate::service::accounting::ListenerStats;
 use crate::session::{Outcome, datagram};
 use crate::util::backoff::Backoff;
 
@@ -81,13 +81,14 @@ struct Listener {
     amplification: Option<u32>,
     limiter: Arc<Mutex<ReplyLimiter>>,
     drops: Arc<Drops>,
+    stats: Arc<ListenerStats>,
     service: Arc<Service>,
     shared: Shared,
 }
 
-/// Answers datagrams until the service stops; while `paused`, datagrams get no answer
-/// (and are counted as refused).
-pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, shared: Shared, paused: Paused) {
+/// Answers datagrams until the service stops, counting into `stats`; while `paused`,
+/// datagrams get no answer (and are counted as refused).
+pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, stats: Arc<ListenerStats>, shared: Shared, paused: Paused) {
     let UdpListener { socket, options, own_address } = listener;
     let socket = Arc::new(socket);
     let this = Arc::new(Listener {
@@ -96,6 +97,7 @@ pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, shared: Sh
         amplification: options.amplification,
         limiter: Arc::new(Mutex::new(ReplyLimiter::new(options.replies_per_peer, MAX_PEERS))),
         drops: Arc::new(Drops::default()),
+        stats,
         service,
         shared,
     });
@@ -116,8 +118,9 @@ pub(crate) async fn run(listener: UdpListener, service: Arc<Service>, shared: Sh
         match received {
             Ok((n, peer)) => {
                 backoff.reset();
+                this.stats.received(n);
                 if paused.load(std::sync::atomic::Ordering::Relaxed) {
-                    this.service.refused(&conversation::show(peer), PAUSED);
+                    this.service.refused(&this.stats, &conversation::show(peer), Refusal::Paused);
                     continue;
                 }
                 this.clone().take(peer, &buf[..n], permit);
@@ -133,19 +136,22 @@ impl Listener {
     /// Decides about one datagram: dropped by a guard, or handed to its own task.
     fn take(self: Arc<Self>, peer: SocketAddr, payload: &[u8], permit: OwnedSemaphorePermit) {
         if let Some(why) = reflection_from_here(peer) {
-            return self.drops.note(&self.service, peer, why);
+            return self.drop_one(peer, why);
         }
         let ticket = match self.shared.admission.admit(&self.service.gate, Source::Ip(peer.ip())) {
             Ok(ticket) => ticket,
-            Err(Refusal::Address) => return self.drops.note(&self.service, peer, Dropped::NotAllowed),
-            Err(_) => return self.drops.note(&self.service, peer, Dropped::OverLimit),
+            Err(refusal) => {
+                self.stats.refused(refusal);
+                let why = if refusal == Refusal::Address { Dropped::NotAllowed } else { Dropped::OverLimit };
+                return self.drop_one(peer, why);
+            }
         };
         // Handling the datagram costs the first token (so a flood from one peer costs
         // the plugin nothing once its allowance is used); extra replies cost one each.
         match self.limiter.lock().take(peer.ip(), 1, Instant::now()) {
             Allowance::Granted(1) => {}
-            Allowance::Granted(_) => return self.drops.note(&self.service, peer, Dropped::RateLimited),
-            Allowance::TableFull => return self.drops.note(&self.service, peer, Dropped::TooManyPeers),
+            Allowance::Granted(_) => return self.drop_one(peer, Dropped::RateLimited),
+            Allowance::TableFull => return self.drop_one(peer, Dropped::TooManyPeers),
         }
         let payload = payload.to_vec();
         let (shared, service) = (self.shared.clone(), self.service.clone());
@@ -157,20 +163,26 @@ impl Listener {
         conversation::spawn(&shared, &service, None, closed_at_drain_timeout(tokens, None, answer));
     }
 
+    /// Counts and logs one datagram (or reply) dropped.
+    fn drop_one(&self, peer: SocketAddr, why: Dropped) {
+        self.drops.note(&self.service, &self.stats, peer, why);
+    }
+
     /// Runs the plugin on one datagram and sends back the replies that fit.
     async fn answer(&self, peer: SocketAddr, payload: Vec<u8>) {
-        Counters::bump(&self.service.counters.served);
+        let _open = self.stats.started();
         let info = conversation::info(&self.shared.rt, Transport::Udp, Role::Accepted, conversation::show(peer), self.local.clone());
         let plugin = self.service.current();
         let request = payload.len();
-        let replies = match datagram::handle(&self.shared.rt, &plugin, info.id, peer, payload).await {
+        let replies = match datagram::handle(&self.shared.rt, &plugin, info.id, peer, payload, &self.stats.instantiation).await {
             Ok(replies) => replies,
             Err(outcome) => {
                 self.service.account(&info, &outcome);
-                return self.drops.note(&self.service, peer, Dropped::PluginFailed);
+                return self.drop_one(peer, Dropped::PluginFailed);
             }
         };
         self.service.account(&info, &Outcome::Ok);
+        self.stats.answered();
         self.send(peer, request, &replies).await;
     }
 
@@ -189,12 +201,17 @@ impl Listener {
         let fit = amplification_fit(request, replies.iter().map(Vec::len), self.amplification);
         for (i, reply) in replies.iter().enumerate() {
             if i >= fit {
-                self.drops.note(&self.service, peer, Dropped::Amplification);
+                self.drop_one(peer, Dropped::Amplification);
             } else if i >= allowed {
-                self.drops.note(&self.service, peer, Dropped::RateLimited);
-            } else if let Err(e) = self.socket.send_to(reply, peer).await {
-                tracing::debug!(plugin = %self.service.name(), %peer, len = reply.len(), "udp send failed: {e}");
-                self.drops.note(&self.service, peer, Dropped::SendFailed);
+                self.drop_one(peer, Dropped::RateLimited);
+            } else {
+                match self.socket.send_to(reply, peer).await {
+                    Ok(n) => self.stats.sent(n),
+                    Err(e) => {
+                        tracing::debug!(plugin = %self.service.name(), %peer, len = reply.len(), "udp send failed: {e}");
+                        self.drop_one(peer, Dropped::SendFailed);
+                    }
+                }
             }
         }
     }

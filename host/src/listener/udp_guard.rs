@@ -6,104 +6,35 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::service::Service;
-use crate::service::accounting::Counters;
+pub(crate) use crate::service::accounting::Dropped;
+use crate::service::accounting::ListenerStats;
 
 /// Source ports never answered: 0 and the classic reflecting services.
 pub const FORBIDDEN_SOURCE_PORTS: [u16; 5] = [0, 7, 13, 17, 19];
 /// How often a full peer table may be swept for peers to forget.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
-/// Why a datagram got no answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dropped {
-    /// Its source port is one of [`FORBIDDEN_SOURCE_PORTS`].
-    ReflectorPort,
-    /// It claims to come from one of this host's own UDP listeners.
-    OwnAddress,
-    /// The address rules refuse its source.
-    NotAllowed,
-    /// A connection limit is reached (global, the plugin's, per IP, or the rate per IP).
-    OverLimit,
-    /// Its peer used up its allowance for this second.
-    RateLimited,
-    /// The peer table is full of active peers.
-    TooManyPeers,
-    /// The plugin trapped, failed or ran out of time.
-    PluginFailed,
-    /// Sending a reply failed (too large, or the network refused it).
-    SendFailed,
-    /// The replies would have exceeded the amplification cap.
-    Amplification,
-}
-
-impl Dropped {
-    const ALL: [Dropped; 9] = [
-        Dropped::ReflectorPort,
-        Dropped::OwnAddress,
-        Dropped::NotAllowed,
-        Dropped::OverLimit,
-        Dropped::RateLimited,
-        Dropped::TooManyPeers,
-        Dropped::PluginFailed,
-        Dropped::SendFailed,
-        Dropped::Amplification,
-    ];
-
-    /// A short reason for logs.
-    pub(crate) fn reason(self) -> &'static str {
-        match self {
-            Dropped::ReflectorPort => "source port 0/7/13/17/19 (possible reflection attack)",
-            Dropped::OwnAddress => "source is this host's own listener (possible reflection loop)",
-            Dropped::NotAllowed => "address not allowed",
-            Dropped::OverLimit => "a connection limit is reached",
-            Dropped::RateLimited => "peer over its reply rate",
-            Dropped::TooManyPeers => "too many peers to track",
-            Dropped::PluginFailed => "the plugin failed",
-            Dropped::SendFailed => "reply could not be sent",
-            Dropped::Amplification => "replies larger than the amplification cap allows",
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Dropped::ReflectorPort => "reflector_port",
-            Dropped::OwnAddress => "own_address",
-            Dropped::NotAllowed => "not_allowed",
-            Dropped::OverLimit => "over_limit",
-            Dropped::RateLimited => "rate_limited",
-            Dropped::TooManyPeers => "too_many_peers",
-            Dropped::PluginFailed => "plugin_failed",
-            Dropped::SendFailed => "send_failed",
-            Dropped::Amplification => "amplification",
-        }
-    }
-}
-
 /// Least time between two log lines about dropped datagrams (per listener).
 pub const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// What one listener dropped, by reason. The first drop is logged at once; after that at
-/// most one line per [`DROP_LOG_EVERY`], with how many went unlogged and the totals.
+/// Logs what one listener dropped (counted by reason in its [`ListenerStats`]). The first
+/// drop is logged at once; after that at most one line per [`DROP_LOG_EVERY`], with how
+/// many went unlogged and the totals.
 #[derive(Debug, Default)]
 pub(crate) struct Drops {
-    counts: [AtomicU64; Dropped::ALL.len()],
     /// When the last line was logged, and how many drops were not logged since.
     log: Mutex<(Option<Instant>, u64)>,
 }
 
 impl Drops {
-    /// Counts one drop and logs it unless the log is being rate-limited.
-    pub(crate) fn note(&self, service: &Service, peer: SocketAddr, why: Dropped) {
-        self.counts[why as usize].fetch_add(1, Ordering::Relaxed);
-        if why != Dropped::PluginFailed && why != Dropped::SendFailed {
-            Counters::bump(&service.counters.refused);
-        }
+    /// Counts one drop in `stats` and logs it unless the log is being rate-limited.
+    pub(crate) fn note(&self, service: &Service, stats: &ListenerStats, peer: SocketAddr, why: Dropped) {
+        stats.dropped(why);
         let suppressed = {
             let mut log = self.log.lock();
             let (last, unlogged) = &mut *log;
@@ -116,21 +47,16 @@ impl Drops {
             }
         };
         if let Some(suppressed) = suppressed {
-            tracing::warn!(plugin = %service.name(), %peer, suppressed, totals = %self.totals(), "datagram not answered: {}", why.reason());
+            tracing::warn!(plugin = %service.name(), %peer, suppressed, totals = %totals(stats), "datagram not answered: {}", why.reason());
         }
     }
+}
 
-    /// How many datagrams were dropped for `why`.
-    pub(crate) fn count(&self, why: Dropped) -> u64 {
-        self.counts[why as usize].load(Ordering::Relaxed)
-    }
-
-    /// `reason=count` for every reason counted so far.
-    pub(crate) fn totals(&self) -> String {
-        let parts: Vec<String> =
-            Dropped::ALL.iter().filter(|w| self.count(**w) > 0).map(|w| format!("{}={}", w.name(), self.count(*w))).collect();
-        parts.join(",")
-    }
+/// `reason=count` for every reason `stats` counted so far.
+fn totals(stats: &ListenerStats) -> String {
+    let parts: Vec<String> =
+        Dropped::ALL.iter().map(|w| (w, stats.dropped_for(*w))).filter(|(_, n)| *n > 0).map(|(w, n)| format!("{}={n}", w.name())).collect();
+    parts.join(",")
 }
 
 /// The addresses of this process's UDP listeners, for the own-address check.

@@ -4,20 +4,21 @@
 
 pub(crate) mod accounting;
 pub(crate) mod connections;
+pub(crate) mod endings;
 
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::PluginGate;
+use crate::admission::{PluginGate, Refusal};
 use crate::guest::bindings::ConnectionInfo;
 use crate::guest::closer::Closer;
 use crate::instance::LimitHit;
-use crate::instance::lane::{QUARANTINE, Quarantine};
+use crate::instance::lane::{LaneMoves, QUARANTINE, Quarantine};
 use crate::instance::plugin::Plugin;
 use crate::session::Outcome;
-use accounting::Counters;
+use accounting::{Counters, ListenerStats};
 use connections::{Connection, Connections};
 
 /// A served plugin.
@@ -32,6 +33,8 @@ pub(crate) struct Service {
     pub(crate) gate: Arc<PluginGate>,
     /// Whether it misbehaved lately (its new connections then start in the heavy lane).
     pub(crate) quarantine: Quarantine,
+    /// How many of its connections went to the heavy lane.
+    pub(crate) lane_moves: Arc<LaneMoves>,
     /// Its open conversations.
     pub(crate) connections: Connections,
 }
@@ -59,6 +62,7 @@ impl Service {
             counters: Counters::default(),
             gate: PluginGate::new(max_connections),
             quarantine: Quarantine::default(),
+            lane_moves: Arc::default(),
             connections: Connections::default(),
         })
     }
@@ -110,11 +114,12 @@ impl Service {
         }
     }
 
-    /// Counts and logs (rate-limited) a connection refused at admission.
-    pub(crate) fn refused(&self, peer: &dyn std::fmt::Display, reason: &str) {
-        Counters::bump(&self.counters.refused);
+    /// Counts (on its listener's `stats`) and logs (rate-limited) a connection refused
+    /// at admission.
+    pub(crate) fn refused(&self, stats: &ListenerStats, peer: &dyn std::fmt::Display, refusal: Refusal) {
+        stats.refused(refusal);
         if let Some(suppressed) = self.counters.may_log() {
-            tracing::info!(plugin = %self.name, %peer, suppressed, "connection refused: {reason}");
+            tracing::info!(plugin = %self.name, %peer, suppressed, "connection refused: {}", refusal.reason());
         }
     }
 

@@ -4,7 +4,7 @@
 //! connection.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
@@ -21,6 +21,7 @@ use crate::instance::live::{Conversation, Live};
 use crate::instance::meters::Meters;
 use crate::instance::plugin::Plugin;
 use crate::instance::runtime::Runtime;
+use crate::util::histogram::Histogram;
 
 /// How long a plugin may keep running after the host asked its connection to close.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -37,9 +38,28 @@ pub(crate) enum Pace {
     Line,
 }
 
+/// What a conversation is measured with.
+pub(crate) struct Measures<'a> {
+    /// Its traffic clock: the caller makes it (counting its listener's bytes, if it
+    /// keeps them) and reads it afterwards (who ended the connection).
+    pub(crate) activity: Arc<Activity>,
+    /// Where the time it took to make its instance goes, if anywhere.
+    pub(crate) instantiation: Option<&'a Histogram>,
+    /// Its entry's window in the connection table, if it has one: shown the traffic and
+    /// CPU once the instance exists.
+    pub(crate) table: Option<&'a Meters>,
+}
+
+impl Measures<'_> {
+    /// Nothing kept beyond the conversation itself (a connection the host dials out).
+    pub(crate) fn none() -> Self {
+        Measures { activity: Activity::new(), instantiation: None, table: None }
+    }
+}
+
 /// Runs `plugin`'s stream handler over `reader`/`writer` until it finishes; `closer`
 /// lets the host end the conversation gracefully (shutdown, hub overflow, a limit, the
-/// admin API); `meters`, if given, is shown the conversation's traffic and CPU.
+/// admin API); `measures` says where its traffic, instantiation time and CPU are shown.
 pub(crate) async fn run_stream<R, W>(
     rt: &Arc<Runtime>,
     plugin: &Arc<Plugin>,
@@ -47,7 +67,7 @@ pub(crate) async fn run_stream<R, W>(
     (reader, writer): (R, W),
     closer: Closer,
     pace: Pace,
-    meters: Option<&Meters>,
+    measures: Measures<'_>,
 ) -> Outcome
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -59,14 +79,15 @@ where
     let Some(exports) = plugin.stream_exports() else {
         return Outcome::Failed(format!("{} does not export a stream handler", plugin.name));
     };
-    let activity = Activity::new();
+    let Measures { activity, instantiation, table } = measures;
+    let starting = Instant::now();
     let with = Conversation { peer: info.peer.clone(), closer: closer.clone(), activity: Some(activity.clone()) };
     let mut live = match Live::start(rt, plugin, &span, with).await {
         Ok(live) => live,
         Err(e) => return Outcome::Failed(e.to_string()),
     };
     let cpu = live.cpu();
-    if let Some(meters) = meters {
+    if let Some(meters) = table {
         meters.attach(activity.clone(), cpu.clone());
     }
     let (output, leftover) = WriteStream::new(writer, closer.clone(), activity.clone());
@@ -78,6 +99,9 @@ where
         let input = table.push(input)?;
         let output = table.push(output)?;
         let instance = plugin.instance_pre().instantiate_async(&mut *store).await.map_err(instantiation_error)?;
+        if let Some(instantiation) = instantiation {
+            instantiation.observe(starting.elapsed());
+        }
         let guest = exports.load(&mut *store, &instance)?;
         guest.call_handle_connection(&mut *store, &info, input, output).await
     });

@@ -36,8 +36,8 @@ pub struct BenchArgs {
     /// clients, 10 fan-out rounds, a 128 MiB file, 5 reload swaps. Explicit options still win.
     #[arg(long)]
     pub quick: bool,
-    /// Seconds each timed scenario (rtt, stream, connrate) runs per server (in 5 rounds),
-    /// and each of the two faults phases [default: 10].
+    /// Seconds each timed scenario (rtt, stream, connrate, and admin's rtt and connrate) runs
+    /// per server (in 5 rounds), and each of the two faults phases [default: 10].
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
     /// Concurrent idle connections [default: 10000].
@@ -95,17 +95,40 @@ pub enum Scenario {
     Faults,
     /// Hot reload: a rename into the plugins folder until the new version answers.
     Reload,
+    /// rtt and connrate without the admin plane against with it, scraped every second.
+    Admin,
 }
 
 impl Scenario {
     /// Every scenario, in table order.
-    pub const ALL: [Scenario; 9] =
-        [Self::Rtt, Self::Stream, Self::Connrate, Self::Idle, Self::Fanout, Self::FanoutHosts, Self::Getfile, Self::Faults, Self::Reload];
+    pub const ALL: [Scenario; 10] = [
+        Self::Rtt,
+        Self::Stream,
+        Self::Connrate,
+        Self::Idle,
+        Self::Fanout,
+        Self::FanoutHosts,
+        Self::Getfile,
+        Self::Faults,
+        Self::Reload,
+        Self::Admin,
+    ];
     /// Run order: connrate last, because the tens of thousands of client sockets it leaves
     /// in TIME_WAIT (for 60 s) make later connects slower (faults and reload connect a lot
-    /// too, so they run before it).
-    pub const RUN_ORDER: [Scenario; 9] =
-        [Self::Rtt, Self::Stream, Self::Idle, Self::Fanout, Self::FanoutHosts, Self::Getfile, Self::Faults, Self::Reload, Self::Connrate];
+    /// too, so they run before it); admin after it, as it runs connrate too (its two sides
+    /// take turns, so both see the same TIME_WAIT backlog).
+    pub const RUN_ORDER: [Scenario; 10] = [
+        Self::Rtt,
+        Self::Stream,
+        Self::Idle,
+        Self::Fanout,
+        Self::FanoutHosts,
+        Self::Getfile,
+        Self::Faults,
+        Self::Reload,
+        Self::Connrate,
+        Self::Admin,
+    ];
 
     /// Position in the table.
     pub fn table_position(self) -> usize {
@@ -129,6 +152,7 @@ impl Scenario {
             Self::Getfile => "getfile",
             Self::Faults => "faults",
             Self::Reload => "reload",
+            Self::Admin => "admin",
         }
     }
 }

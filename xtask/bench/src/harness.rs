@@ -39,6 +39,7 @@ pub async fn run(config: Config) -> Result<Report> {
             Scenario::Getfile => bench.getfile(&mut report).await?,
             Scenario::Faults => bench.faults(&mut report).await,
             Scenario::Reload => bench.reload(&mut report).await,
+            Scenario::Admin => bench.admin(&mut report).await,
         };
         report.rows.extend(rows);
     }
@@ -96,7 +97,8 @@ impl<M> Sides<M> {
     /// Sets `side`'s figure.
     pub fn set(&mut self, side: Side, value: Option<M>) {
         match side {
-            Side::Tokio => self.tokio = value,
+            // switchboard as its own baseline stands in the baseline column.
+            Side::Tokio | Side::Reference => self.tokio = value,
             Side::Switchboard => self.switchboard = value,
             Side::Seed => self.seed = value,
         }

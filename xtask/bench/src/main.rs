@@ -9,9 +9,10 @@
 //! `harness` (the run loop, `Bench::measure_all`, the work folder), `rounds`
 //! (`Bench::measure_rounds`: servers measured in turn, for rtt, stream, connrate), `scenarios` (rtt,
 //! stream, connrate, idle, fanout, getfile: switchboard against baselines), `multihost`
-//! (fanout-hosts: two hosts on one redis-server against one), `faults` and `reload`
-//! (switchboard alone), `report` (the table).
+//! (fanout-hosts: two hosts on one redis-server against one), `faults`, `reload` and
+//! `admin` (switchboard against itself), `report` (the table).
 
+mod admin;
 mod chat;
 mod cli;
 mod faults;

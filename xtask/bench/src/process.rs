@@ -29,6 +29,8 @@ pub enum Side {
     Switchboard,
     /// The seed's Python server.
     Seed,
+    /// switchboard as its own baseline (e.g. without the admin plane): the baseline column.
+    Reference,
 }
 
 impl Side {
@@ -38,6 +40,7 @@ impl Side {
             Self::Tokio => "tokio",
             Self::Switchboard => "switchboard",
             Self::Seed => "python seed",
+            Self::Reference => "baseline switchboard",
         }
     }
 }
@@ -60,6 +63,12 @@ pub struct ServerSpec {
 impl ServerSpec {
     fn new(side: Side, command: Command, describe: String) -> ServerSpec {
         ServerSpec { side, expects_log_trouble: false, command, describe: describe.trim_end().to_string(), listeners: 1 }
+    }
+
+    /// Makes it the baseline column of its rows (switchboard compared with itself).
+    pub fn reference(mut self) -> ServerSpec {
+        self.side = Side::Reference;
+        self
     }
 
     /// Marks the warnings and errors this server will log as expected.
@@ -115,6 +124,14 @@ impl Launcher {
         let mut command = Command::new(&self.switchboard);
         command.arg("serve").arg("--plugin").arg(format!("{}@127.0.0.1:0", wasm.display())).args(extra);
         ServerSpec::new(Side::Switchboard, command, format!("switchboard {plugin}.wasm {}", extra.join(" ")))
+    }
+
+    /// `switchboard serve --plugin PLUGINS/NAME.wasm@127.0.0.1:0 --admin 127.0.0.1:0`;
+    /// started once both `listening` lines are out.
+    pub fn switchboard_with_admin(&self, plugin: &str) -> ServerSpec {
+        let mut spec = self.switchboard(plugin, &["--admin", "127.0.0.1:0"]);
+        spec.listeners = 2;
+        spec
     }
 
     /// The path of the built plugin `NAME.wasm`.
@@ -210,7 +227,8 @@ impl Launcher {
             }
             listeners.push(parse_listening(&line).with_context(|| format!("{}: unexpected line {line:?}", spec.describe))?);
         }
-        let addr = listeners[0].1;
+        // The first plugin's listener (the admin endpoint is no plugin).
+        let addr = listeners.iter().find(|(name, _)| name != "admin").unwrap_or(&listeners[0]).1;
         // Keep draining stdout (the Python servers print a line per connection) into the log.
         let log_path = log.clone();
         tokio::spawn(async move {
@@ -223,12 +241,13 @@ impl Launcher {
     }
 }
 
-/// The name and address in `listening NAME tcp://ADDR`.
+/// The name and address in `listening NAME tcp://ADDR` (or `listening admin http://ADDR`).
 fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
     let mut words = line.split_whitespace();
     (words.next()? == "listening").then_some(())?;
     let name = words.next()?.to_string();
-    Some((name, words.next()?.strip_prefix("tcp://")?.parse().ok()?))
+    let url = words.next()?;
+    Some((name, url.strip_prefix("tcp://").or_else(|| url.strip_prefix("http://"))?.parse().ok()?))
 }
 
 /// The last lines of a log, for error messages.
@@ -375,6 +394,7 @@ mod tests {
         assert_eq!(parse_listening("listening getfile.py tcp://127.0.0.1:5"), Some(("getfile.py".into(), "127.0.0.1:5".parse().unwrap())));
         assert_eq!(parse_listening("listening echo serial:///dev/pts/3"), None);
         assert_eq!(parse_listening("hello"), None);
+        assert_eq!(parse_listening("listening admin http://127.0.0.1:9"), Some(("admin".into(), "127.0.0.1:9".parse().unwrap())));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::report::{Goal, Report, Row, Unit, figure, thousands};
 /// Connections in the rtt and faults scenarios.
 pub const RTT_CONNS: usize = 8;
 /// Workers in the connrate scenario.
-const CONNRATE_WORKERS: usize = 8;
+pub const CONNRATE_WORKERS: usize = 8;
 /// Request size in rtt, connrate, idle and faults.
 pub const MESSAGE: usize = 32;
 /// The echo plugin's default prefix.

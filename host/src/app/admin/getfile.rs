@@ -35,7 +35,7 @@ use crate::instance::grants::{DirGrant, Grants, Stdio};
 use crate::instance::plugin::{Plugin, PluginFile};
 use crate::listener::conversation;
 use crate::session::Outcome;
-use crate::session::stream::{Pace, run_stream};
+use crate::session::stream::{Measures, Pace, run_stream};
 use crate::util::error::Chain;
 
 /// Largest form accepted.
@@ -128,7 +128,7 @@ async fn fetch_file(state: &Arc<State>, req: Request<Incoming>, header_token: Au
     let _ = socket.set_nodelay(true);
     let local_addr = socket.local_addr().map(conversation::show).unwrap_or_default();
     let info = conversation::info(rt, Transport::Tcp, Role::Dialed, conversation::show(addr), local_addr);
-    let outcome = run_stream(rt, &plugin, info, socket.into_split(), Closer::new(), Pace::Client, None).await;
+    let outcome = run_stream(rt, &plugin, info, socket.into_split(), Closer::new(), Pace::Client, Measures::none()).await;
     if !matches!(outcome, Outcome::Ok) {
         let why = match outcome {
             Outcome::Ok => unreachable!("matched above"),

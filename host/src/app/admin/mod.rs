@@ -13,6 +13,7 @@ mod api;
 mod getfile;
 mod metrics;
 mod page;
+mod process;
 
 use std::convert::Infallible;
 use std::io::Write;

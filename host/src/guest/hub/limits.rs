@@ -2,7 +2,7 @@
 //! what one instance may hold, so the host memory a plugin's hub state takes is small and
 //! fixed per member; [`Refused`] says which bound a call ran into.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::util::clock::coarse_clock;
@@ -71,13 +71,51 @@ impl Refused {
     }
 }
 
-/// What the hub refused since the host started, all plugins together.
+/// What the hub did and refused since the host started, all plugins together.
 #[derive(Debug, Default)]
 pub(crate) struct HubStats {
     /// Messages not sent because their member had spent its publish budget.
     pub(crate) over_budget: AtomicU64,
     /// Calls refused by another bound (names, message size, memberships).
     pub(crate) refused: AtomicU64,
+    /// Memberships held now.
+    pub(crate) members: AtomicU64,
+    /// Messages published.
+    pub(crate) messages: AtomicU64,
+    /// Members disconnected because their queue was full.
+    pub(crate) dropped_members: AtomicU64,
+}
+
+/// A copy of the hub's counts, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HubCounts {
+    /// Rooms with members now.
+    pub(crate) rooms: u64,
+    /// Memberships held now.
+    pub(crate) members: u64,
+    /// Messages published since the host started.
+    pub(crate) messages: u64,
+    /// Members disconnected because their queue was full.
+    pub(crate) dropped_members: u64,
+    /// Publishes refused because the member's budget was spent.
+    pub(crate) over_budget: u64,
+    /// Calls refused by another bound (names, message size, memberships).
+    pub(crate) refused: u64,
+}
+
+impl HubStats {
+    /// The counts now, with `rooms` rooms in use.
+    pub(crate) fn counts(&self, rooms: u64) -> HubCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        HubCounts {
+            rooms,
+            members: get(&self.members),
+            messages: get(&self.messages),
+            dropped_members: get(&self.dropped_members),
+            over_budget: get(&self.over_budget),
+            refused: get(&self.refused),
+        }
+    }
 }
 
 /// One member's publish budget: two token buckets (bytes and messages) that refill at

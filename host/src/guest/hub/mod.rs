@@ -48,9 +48,9 @@ pub use backplane::BackplaneError;
 pub(crate) use counts::BackplaneCounts;
 pub(crate) use host::{HubAccess, HubCtx, HubView};
 pub use limits::HubLimits;
-use limits::HubStats;
 use limits::PublishBudget;
 pub(crate) use limits::Refused;
+use limits::{HubCounts, HubStats};
 use room::{Entry, Inbox, Queue, Room, Rooms, unix_micros};
 
 /// All rooms of one host.
@@ -126,9 +126,13 @@ impl Hub {
     }
 
     /// Number of rooms that currently have members.
-    #[cfg(test)]
     pub fn room_count(&self) -> usize {
         self.rooms.lock().values().filter(|r| r.strong_count() > 0).count()
+    }
+
+    /// What the hub holds now and has done since the host started.
+    pub(crate) fn counts(&self) -> HubCounts {
+        self.stats.counts(self.room_count() as u64)
     }
 
     /// Joins `room` as `name`; `closer` ends the member's connection if it falls behind;
@@ -142,13 +146,15 @@ impl Hub {
             return Err(Refused::TooManyMembers);
         }
         let name = truncated(name, self.limits.max_name);
-        let room = Room::get_or_create(&self.rooms, room, self.limits, &self.changed);
+        let room = Room::get_or_create(&self.rooms, room, self.limits, &self.changed, &self.stats);
         let inbox = Arc::new(Inbox { queue: Mutex::new(Queue::default()), notify: Notify::new(), closer });
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
         room.members.lock().push(Entry { id, name, joined: unix_micros(), inbox: inbox.clone() });
         room.changed();
+        self.stats.members.fetch_add(1, Ordering::Relaxed);
         let budget = PublishBudget::new(&self.limits);
-        Ok(Member { id, room, inbox, limits: self.limits, budget, held: held.clone(), backplane: self.backplane.clone() })
+        let (backplane, stats) = (self.backplane.clone(), self.stats.clone());
+        Ok(Member { id, room, inbox, limits: self.limits, budget, held: held.clone(), backplane, stats })
     }
 }
 
@@ -175,6 +181,8 @@ pub struct Member {
     held: Arc<AtomicUsize>,
     /// Where its messages go beyond this host.
     backplane: Backplane,
+    /// The hub's counts.
+    stats: Arc<HubStats>,
 }
 
 impl Member {
@@ -193,6 +201,7 @@ impl Member {
         if !self.budget.take(msg.len(), &self.limits) {
             return Err(Refused::OverBudget);
         }
+        self.stats.messages.fetch_add(1, Ordering::Relaxed);
         // Here first, then the other hosts: neither waits.
         self.room.deliver(&msg, Some(self.id), None);
         self.backplane.publish(&self.room.name, self.id, &msg);
@@ -236,6 +245,7 @@ impl Drop for Member {
         self.room.members.lock().retain(|e| e.id != self.id);
         self.room.changed();
         self.held.fetch_sub(1, Ordering::Relaxed);
+        self.stats.members.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::limits::HubLimits;
+use super::limits::{HubLimits, HubStats};
 use crate::guest::closer::Closer;
 
 /// The rooms of one host by name; a room is in the map while it has members.
@@ -25,6 +25,8 @@ pub struct Room {
     pub(super) limits: HubLimits,
     /// Woken when the room's local members change (a backplane tells other hosts).
     changed: Arc<Notify>,
+    /// The hub's counts (dropped members are counted here, whoever published).
+    stats: Arc<HubStats>,
 }
 
 /// A room's members on other hosts, as the backplane last read them.
@@ -60,7 +62,13 @@ pub(super) struct Inbox {
 
 impl Room {
     /// The room `name` in `rooms`, or a new one registered there.
-    pub(super) fn get_or_create(rooms: &Arc<Rooms>, name: &str, limits: HubLimits, changed: &Arc<Notify>) -> Arc<Room> {
+    pub(super) fn get_or_create(
+        rooms: &Arc<Rooms>,
+        name: &str,
+        limits: HubLimits,
+        changed: &Arc<Notify>,
+        stats: &Arc<HubStats>,
+    ) -> Arc<Room> {
         let mut map = rooms.lock();
         if let Some(existing) = map.get(name).and_then(Weak::upgrade) {
             return existing;
@@ -72,6 +80,7 @@ impl Room {
             remote: Mutex::default(),
             limits,
             changed: changed.clone(),
+            stats: stats.clone(),
         });
         map.insert(name.to_string(), Arc::downgrade(&created));
         created
@@ -127,6 +136,7 @@ impl Room {
         });
         drop(members);
         self.changed();
+        self.stats.dropped_members.fetch_add(gone.len() as u64, std::sync::atomic::Ordering::Relaxed);
         for (name, closer) in gone {
             tracing::warn!(room = %self.name, member = %name, "hub queue full: disconnecting a member that is not reading");
             closer.close("hub queue full: the client is not reading");

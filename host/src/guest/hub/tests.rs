@@ -55,6 +55,10 @@ fn a_member_that_falls_behind_is_disconnected_not_the_others() {
     assert!(slow_closer.is_closed());
     assert_eq!(slow.try_recv(), None, "an evicted member's queue is freed");
     assert_eq!(talker.names(), ["talker", "fast"]);
+    let counts = hub.counts();
+    assert_eq!((counts.rooms, counts.members, counts.messages, counts.dropped_members), (1, 3, 10, 1));
+    drop((talker, slow, fast));
+    assert_eq!((hub.counts().rooms, hub.counts().members), (0, 0), "members are counted until their resource goes");
 }
 
 #[test]
