@@ -279,7 +279,40 @@ impl Served {
         for (reason, n) in [("over_budget", hub.over_budget), ("bound", hub.refused)] {
             ConstCounter::new(n).encode(refused.encode_family(&[("reason", reason)])?)?;
         }
-        Ok(())
+        drop(refused);
+        self.encode_backplane(encoder)
+    }
+
+    /// The backplane's families, with `--hub` only.
+    fn encode_backplane(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(bp) = self.0.runtime().hub().backplane_counts() else { return Ok(()) };
+        let help = "Hub messages through the backplane (--hub), by direction: sent to the other hosts, received from them.";
+        let mut messages = encoder.encode_descriptor("hub_backplane_messages", help, None, MetricType::Counter)?;
+        for (direction, n) in [("sent", bp.sent), ("received", bp.received)] {
+            ConstCounter::new(n).encode(messages.encode_family(&[("direction", direction)])?)?;
+        }
+        drop(messages);
+        let help = "Hub messages not sent to the other hosts, by reason: queue_full (the backplane is slow), \
+                    disconnected (it is unreachable), lost (on their way when the connection failed).";
+        let mut dropped = encoder.encode_descriptor("hub_backplane_dropped", help, None, MetricType::Counter)?;
+        for (reason, n) in [("queue_full", bp.dropped_full), ("disconnected", bp.dropped_disconnected), ("lost", bp.lost)] {
+            ConstCounter::new(n).encode(dropped.encode_family(&[("reason", reason)])?)?;
+        }
+        drop(dropped);
+        let counters = [
+            ("hub_backplane_connects", "Times the backplane connection was made (the first time and after each loss).", bp.connects),
+            ("hub_backplane_disconnects", "Times the backplane connection was lost.", bp.disconnects),
+        ];
+        for (name, help, value) in counters {
+            ConstCounter::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+        }
+        let up = u64::from(bp.connects > bp.disconnects);
+        ConstGauge::new(up).encode(encoder.encode_descriptor(
+            "hub_backplane_up",
+            "1 while the backplane is connected.",
+            None,
+            MetricType::Gauge,
+        )?)
     }
 }
 
