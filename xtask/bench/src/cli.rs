@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// TARGET/fixtures; `cargo xtask bench` passes it). Needed by the faults scenario.
     #[arg(long, value_name = "DIR")]
     pub fixtures: Option<PathBuf>,
+    /// Run the chosen scenarios N times and end with the spread of every ratio (min /
+    /// median / max) and in how many runs each goal was met [default: 1].
+    #[arg(long, value_name = "N")]
+    pub repeat: Option<usize>,
     /// Skip the seed's Python servers even when python3 is installed.
     #[arg(long)]
     pub no_python: bool,
@@ -219,6 +223,8 @@ pub struct Config {
     pub fixtures: Option<PathBuf>,
     /// Keep the server logs.
     pub keep_logs: bool,
+    /// How many times the scenarios run.
+    pub repeat: usize,
 }
 
 impl BenchArgs {
@@ -251,6 +257,7 @@ impl BenchArgs {
             swaps: self.swaps.unwrap_or(if q { 5 } else { 10 }).max(1),
             fixtures: self.fixtures,
             keep_logs: self.keep_logs,
+            repeat: self.repeat.unwrap_or(1).max(1),
         };
         if config.chat_clients < 2 {
             bail!("--chat-clients needs at least 2 clients");

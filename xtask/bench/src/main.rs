@@ -39,8 +39,19 @@ fn main() -> Result<()> {
         Some(Internal::Baseline(args)) => runtime.block_on(servers::serve(args)),
         None => {
             let config = cli.bench.resolve()?;
-            let report = runtime.block_on(harness::run(config))?;
-            print!("{report}");
+            let mut reports = Vec::with_capacity(config.repeat);
+            for run in 1..=config.repeat {
+                if config.repeat > 1 {
+                    eprintln!("bench: run {run} of {}", config.repeat);
+                    println!("## Run {run} of {}\n", config.repeat);
+                }
+                let report = runtime.block_on(harness::run(config.clone()))?;
+                print!("{report}");
+                reports.push(report);
+            }
+            if reports.len() > 1 {
+                print!("\n{}", report::Spread(&reports));
+            }
             Ok(())
         }
     }

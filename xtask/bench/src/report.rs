@@ -185,6 +185,62 @@ impl fmt::Display for Report {
     }
 }
 
+/// The spread of several runs' reports: for every row, the min / median / max of its
+/// ratio to its baseline (or of its figure, for rows without one), and in how many of
+/// the runs its goals were met. A goal counts as met only if it was met in every run.
+pub struct Spread<'a>(pub &'a [Report]);
+
+impl fmt::Display for Spread<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let runs = self.0.len();
+        writeln!(f, "## Spread over {runs} runs\n")?;
+        writeln!(f, "| scenario | metric | min | median | max | goal | met in |")?;
+        writeln!(f, "|---|---|--:|--:|--:|---|---|")?;
+        let Some(first) = self.0.first() else { return Ok(()) };
+        for row in &first.rows {
+            let same: Vec<&Row> =
+                self.0.iter().filter_map(|r| r.rows.iter().find(|o| o.scenario == row.scenario && o.metric == row.metric)).collect();
+            let ratios: Vec<f64> = same.iter().filter_map(|r| r.ratio(r.tokio)).collect();
+            let (values, show): (Vec<f64>, Box<dyn Fn(f64) -> String>) = if ratios.len() == same.len() && !ratios.is_empty() {
+                (ratios, Box::new(|r| format!("{r:.2}×")))
+            } else {
+                let unit = row.unit;
+                (same.iter().filter_map(|r| r.switchboard).collect(), Box::new(move |v| figure(unit, v)))
+            };
+            let spread = min_median_max(values);
+            let cells =
+                spread.map_or(["–".to_string(), "–".to_string(), "–".to_string()], |(lo, mid, hi)| [show(lo), show(mid), show(hi)]);
+            let met = same.iter().filter(|r| r.met() == Some(true)).count();
+            let met = if row.goals.is_empty() {
+                String::new()
+            } else if met == runs {
+                format!("{met} of {runs}: yes")
+            } else {
+                format!("{met} of {runs}: **no**")
+            };
+            writeln!(
+                f,
+                "| {} | {} | {} | {} | {} | {} | {met} |",
+                row.scenario,
+                row.metric,
+                cells[0],
+                cells[1],
+                cells[2],
+                row.goal_text()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The smallest, middle (the lower of the two middles for an even count) and largest.
+fn min_median_max(mut values: Vec<f64>) -> Option<(f64, f64, f64)> {
+    values.retain(|v| v.is_finite());
+    values.sort_by(f64::total_cmp);
+    let (lo, hi) = (*values.first()?, *values.last()?);
+    Some((lo, values[(values.len() - 1) / 2], hi))
+}
+
 /// A figure in its unit.
 pub fn figure(unit: Unit, v: f64) -> String {
     match unit {
@@ -243,5 +299,17 @@ mod tests {
         assert_eq!(row.goal_text(), "≤ 2× quiet");
         let row = Row::new("faults", "errors", Unit::Count("errors"), Some(0.0), Some(0.0)).goal(Goal::AtMost(0.0));
         assert_eq!((row.met(), row.ratio(row.tokio), row.goal_text()), (Some(true), None, "≤ 0 errors".to_string()));
+    }
+
+    #[test]
+    fn a_goal_is_met_over_repeats_only_if_met_in_every_run() {
+        let run = |tokio: f64, sb: f64| Report {
+            rows: vec![Row::new("rtt", "msgs/s", Unit::Rate("msgs/s"), Some(tokio), Some(sb)).goal(Goal::RatioAtLeast(0.9))],
+            ..Default::default()
+        };
+        let reports = [run(100.0, 95.0), run(100.0, 85.0), run(100.0, 92.0)];
+        let table = Spread(&reports).to_string();
+        assert!(table.contains("| rtt | msgs/s | 0.85× | 0.92× | 0.95× | ≥ 0.9× tokio | 2 of 3: **no** |"), "{table}");
+        assert_eq!(min_median_max(vec![3.0, 1.0, 2.0, 4.0]), Some((1.0, 2.0, 4.0)));
     }
 }

@@ -279,7 +279,6 @@ impl Served {
         for (reason, n) in [("over_budget", hub.over_budget), ("bound", hub.refused)] {
             ConstCounter::new(n).encode(refused.encode_family(&[("reason", reason)])?)?;
         }
-        drop(refused);
         self.encode_backplane(encoder)
     }
 
@@ -291,14 +290,12 @@ impl Served {
         for (direction, n) in [("sent", bp.sent), ("received", bp.received)] {
             ConstCounter::new(n).encode(messages.encode_family(&[("direction", direction)])?)?;
         }
-        drop(messages);
         let help = "Hub messages not sent to the other hosts, by reason: queue_full (the backplane is slow), \
                     disconnected (it is unreachable), lost (on their way when the connection failed).";
         let mut dropped = encoder.encode_descriptor("hub_backplane_dropped", help, None, MetricType::Counter)?;
         for (reason, n) in [("queue_full", bp.dropped_full), ("disconnected", bp.dropped_disconnected), ("lost", bp.lost)] {
             ConstCounter::new(n).encode(dropped.encode_family(&[("reason", reason)])?)?;
         }
-        drop(dropped);
         let counters = [
             ("hub_backplane_connects", "Times the backplane connection was made (the first time and after each loss).", bp.connects),
             ("hub_backplane_disconnects", "Times the backplane connection was lost.", bp.disconnects),
