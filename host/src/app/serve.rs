@@ -23,6 +23,7 @@ use crate::instance::cache::ArtifactCache;
 use crate::instance::capacity::{self, CapacityError, KernelLimits};
 use crate::instance::runtime::{Runtime, RuntimeOptions};
 use crate::listener::Shared;
+use crate::session::record::RecordDir;
 use crate::session::stream::CLOSE_GRACE;
 use crate::util::error::Chain;
 
@@ -51,6 +52,15 @@ pub enum StartError {
     /// A configuration file is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The `--record` directory cannot be created.
+    #[error("--record {}: cannot create the directory", path.display())]
+    Record {
+        /// The directory given.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The plugin folders cannot be watched.
     #[error("cannot watch for plugin changes")]
     Watch(#[source] notify::Error),
@@ -135,6 +145,10 @@ pub async fn serve(
         draining: CancellationToken::new(),
         close_all: CancellationToken::new(),
         tracker: TaskTracker::new(),
+        record: match &config.record {
+            Some(path) => Some(RecordDir::new(path).map_err(|source| StartError::Record { path: path.clone(), source })?),
+            None => None,
+        },
     };
     let stop = CancellationToken::new();
     let registry = Registry::new(shared.clone(), stop.clone(), sources, config.limits, config.udp, overrides(&config))?;

@@ -101,6 +101,8 @@ pub struct ServeConfig {
     pub admin: Option<std::net::SocketAddr>,
     /// The admin endpoint's token, dial rules and getfile client.
     pub admin_options: AdminOptions,
+    /// `--record DIR`: each TCP connection's transcript is written there.
+    pub record: Option<PathBuf>,
 }
 
 /// How the admin endpoint guards what it does.
@@ -131,6 +133,7 @@ impl Default for ServeConfig {
             cache: CacheDir::Default,
             admin: None,
             admin_options: AdminOptions::default(),
+            record: None,
         }
     }
 }

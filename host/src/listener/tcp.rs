@@ -72,12 +72,24 @@ fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &A
     let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
     let (plugin, rt, task_service) = (service.current(), shared.rt.clone(), service.clone());
     let closer = Closer::new();
+    let recording = shared.record.as_ref().and_then(|dir| match dir.start(&plugin.name, &plugin.info.version, &info) {
+        Ok(recording) => Some(recording),
+        Err(e) => {
+            tracing::warn!(plugin = %plugin.name, id = info.id, "not recording this connection: {e}");
+            None
+        }
+    });
     let (entry, registered) = service.register(&info, &plugin, &closer);
     let talk = {
         let (closer, entry) = (closer.clone(), entry.clone());
         async move {
             let _held = (ticket, registered);
-            let outcome = run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer, Pace::Client, Some(&entry.meters)).await;
+            let meters = Some(&entry.meters);
+            let outcome = match recording {
+                // A recorded connection goes through the tee; the rest pay nothing for it.
+                Some(rec) => run_stream(&rt, &plugin, info.clone(), rec.tee(socket.into_split()), closer, Pace::Client, meters).await,
+                None => run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer, Pace::Client, meters).await,
+            };
             task_service.account(&info, &outcome);
         }
     };

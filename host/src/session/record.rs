@@ -1,0 +1,160 @@
+//! `serve --record DIR`: each connection's bytes both ways written as a transcript
+//! (`DIR/PLUGIN-ID.transcript`) that `switchboard test` replays. The connection's halves
+//! are wrapped ([`TeeRead`], [`TeeWrite`]) only when recording is on, so an unrecorded
+//! connection pays nothing.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::transcript::{Builder, Dir};
+use crate::guest::bindings::ConnectionInfo;
+
+/// Where transcripts are recorded.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordDir(PathBuf);
+
+impl RecordDir {
+    /// Records into `dir`, creating it if needed.
+    pub(crate) fn new(dir: &Path) -> io::Result<RecordDir> {
+        std::fs::create_dir_all(dir)?;
+        Ok(RecordDir(dir.to_path_buf()))
+    }
+
+    /// Starts the transcript of one connection of `plugin`.
+    pub(crate) fn start(&self, plugin: &str, version: &str, info: &ConnectionInfo) -> io::Result<Recording> {
+        let path = self.0.join(format!("{plugin}-{}.transcript", info.id));
+        let file = BufWriter::new(File::create(&path)?);
+        let mut builder = Builder::default();
+        builder.event(&format!("# recorded by switchboard serve --record: plugin {plugin} {version}, connection {}", info.id));
+        builder.event(&format!("connects from {}", info.peer));
+        let inner = Inner { path, file, builder, failed: false };
+        let recording = Recording(Arc::new(Mutex::new(inner)));
+        recording.0.lock().write_out();
+        Ok(recording)
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    file: BufWriter<File>,
+    builder: Builder,
+    failed: bool,
+}
+
+impl Inner {
+    fn write_out(&mut self) {
+        let text = self.builder.take();
+        if self.failed || text.is_empty() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(text.as_bytes()) {
+            self.failed = true;
+            tracing::warn!("recording stopped: cannot write {}: {e}", self.path.display());
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.builder.flush();
+        self.write_out();
+        if let Err(e) = self.file.flush()
+            && !self.failed
+        {
+            tracing::warn!("recording incomplete: cannot write {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// One connection's transcript being written; shared by its two halves, finished when
+/// both are dropped.
+#[derive(Clone)]
+pub(crate) struct Recording(Arc<Mutex<Inner>>);
+
+impl Recording {
+    fn bytes(&self, dir: Dir, data: &[u8]) {
+        let mut inner = self.0.lock();
+        inner.builder.bytes(dir, data);
+        inner.write_out();
+    }
+
+    fn event(&self, line: &str) {
+        let mut inner = self.0.lock();
+        inner.builder.event(line);
+        inner.write_out();
+    }
+
+    /// Wraps a connection's halves so that their bytes are recorded.
+    pub(crate) fn tee<R, W>(&self, (reader, writer): (R, W)) -> (TeeRead<R>, TeeWrite<W>) {
+        (TeeRead { inner: reader, rec: self.clone(), ended: false }, TeeWrite { inner: writer, rec: self.clone(), ended: false })
+    }
+}
+
+/// The client's half, recorded as `>` lines and `closes`.
+pub(crate) struct TeeRead<R> {
+    inner: R,
+    rec: Recording,
+    ended: bool,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for TeeRead<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match &polled {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => this.rec.bytes(Dir::Client, &buf.filled()[before..]),
+            Poll::Ready(Ok(())) if !this.ended => {
+                this.ended = true;
+                this.rec.event("closes");
+            }
+            Poll::Ready(Err(e)) if !this.ended => {
+                this.ended = true;
+                this.rec.event(&format!("# the connection failed: {e}"));
+            }
+            _ => {}
+        }
+        polled
+    }
+}
+
+/// The server's half, recorded as `<` lines (the bytes the connection took) and `eof`.
+pub(crate) struct TeeWrite<W> {
+    inner: W,
+    rec: Recording,
+    ended: bool,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for TeeWrite<W> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = &polled
+            && *n > 0
+        {
+            this.rec.bytes(Dir::Server, &data[..*n]);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        if polled.is_ready() && !this.ended {
+            this.ended = true;
+            this.rec.event("eof");
+        }
+        polled
+    }
+}
