@@ -1,8 +1,11 @@
 //! `serve --record DIR`: each connection's bytes both ways written as a transcript
-//! (`DIR/PLUGIN-ID.transcript`) that `switchboard test` replays. The connection's halves
-//! are wrapped ([`TeeRead`], [`TeeWrite`]) only when recording is on, so an unrecorded
-//! connection pays nothing.
+//! (`DIR/PLUGIN-ID.transcript`) that `switchboard test` replays, and every connection of
+//! a plugin in one multi-client transcript (`DIR/PLUGIN.transcript`, clients named `cID`,
+//! steps in the order they happened) for plugins whose clients meet in a hub room. The
+//! connection's halves are wrapped ([`TeeRead`], [`TeeWrite`]) only when recording is
+//! on, so an unrecorded connection pays nothing.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -13,44 +16,57 @@ use std::task::{Context, Poll};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::transcript::{Builder, Dir};
+use super::transcript::{Builder, Dir, escape, lines};
 use crate::guest::bindings::ConnectionInfo;
 
 /// Where transcripts are recorded.
-#[derive(Debug, Clone)]
-pub(crate) struct RecordDir(PathBuf);
+#[derive(Clone)]
+pub(crate) struct RecordDir {
+    dir: PathBuf,
+    /// Each plugin's multi-client transcript, by plugin name.
+    sessions: Arc<Mutex<HashMap<String, Arc<Mutex<Sink>>>>>,
+}
 
 impl RecordDir {
     /// Records into `dir`, creating it if needed.
     pub(crate) fn new(dir: &Path) -> io::Result<RecordDir> {
         std::fs::create_dir_all(dir)?;
-        Ok(RecordDir(dir.to_path_buf()))
+        Ok(RecordDir { dir: dir.to_path_buf(), sessions: Arc::default() })
     }
 
     /// Starts the transcript of one connection of `plugin`.
     pub(crate) fn start(&self, plugin: &str, version: &str, info: &ConnectionInfo) -> io::Result<Recording> {
-        let path = self.0.join(format!("{plugin}-{}.transcript", info.id));
-        let file = BufWriter::new(File::create(&path)?);
-        let mut builder = Builder::default();
-        builder.event(&format!("# recorded by switchboard serve --record: plugin {plugin} {version}, connection {}", info.id));
-        builder.event(&format!("connects from {}", info.peer));
-        let inner = Inner { path, file, builder, failed: false };
-        let recording = Recording(Arc::new(Mutex::new(inner)));
-        recording.0.lock().write_out();
-        Ok(recording)
+        let heading = format!("# recorded by switchboard serve --record: plugin {plugin} {version}");
+        let session = match self.sessions.lock().entry(plugin.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let mut sink = Sink::create(self.dir.join(format!("{plugin}.transcript")))?;
+                sink.write(&format!("{heading}, every connection (client cID is connection ID)\n"));
+                e.insert(Arc::new(Mutex::new(sink))).clone()
+            }
+        };
+        let mut own = Sink::create(self.dir.join(format!("{plugin}-{}.transcript", info.id)))?;
+        own.write(&format!("{heading}, connection {}\nconnects from {}\n", info.id, info.peer));
+        let client = format!("c{}", info.id);
+        session.lock().write(&format!("{client} connects from {}\n", info.peer));
+        let inner = Inner { own, builder: Builder::default(), session, client };
+        Ok(Recording(Arc::new(Mutex::new(inner))))
     }
 }
 
-struct Inner {
+/// A transcript file being written; a write error stops it (logged once).
+struct Sink {
     path: PathBuf,
     file: BufWriter<File>,
-    builder: Builder,
     failed: bool,
 }
 
-impl Inner {
-    fn write_out(&mut self) {
-        let text = self.builder.take();
+impl Sink {
+    fn create(path: PathBuf) -> io::Result<Sink> {
+        Ok(Sink { file: BufWriter::new(File::create(&path)?), path, failed: false })
+    }
+
+    fn write(&mut self, text: &str) {
         if self.failed || text.is_empty() {
             return;
         }
@@ -59,17 +75,40 @@ impl Inner {
             tracing::warn!("recording stopped: cannot write {}: {e}", self.path.display());
         }
     }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.file.flush()
+            && !self.failed
+        {
+            self.failed = true;
+            tracing::warn!("recording incomplete: cannot write {}: {e}", self.path.display());
+        }
+    }
+}
+
+struct Inner {
+    /// This connection's own transcript.
+    own: Sink,
+    builder: Builder,
+    /// The plugin's multi-client transcript: each chunk as it passes, so that the order
+    /// across clients is the order things happened.
+    session: Arc<Mutex<Sink>>,
+    client: String,
+}
+
+impl Inner {
+    fn write_out(&mut self) {
+        let text = self.builder.take();
+        self.own.write(&text);
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.builder.flush();
         self.write_out();
-        if let Err(e) = self.file.flush()
-            && !self.failed
-        {
-            tracing::warn!("recording incomplete: cannot write {}: {e}", self.path.display());
-        }
+        self.own.flush();
+        self.session.lock().flush();
     }
 }
 
@@ -83,12 +122,20 @@ impl Recording {
         let mut inner = self.0.lock();
         inner.builder.bytes(dir, data);
         inner.write_out();
+        let mark = if dir == Dir::Client { '>' } else { '<' };
+        let text: String = lines(data).into_iter().map(|l| format!("{}{mark} {}\n", inner.client, escape(l))).collect();
+        inner.session.lock().write(&text);
     }
 
     fn event(&self, line: &str) {
         let mut inner = self.0.lock();
         inner.builder.event(line);
         inner.write_out();
+        let text = match line.strip_prefix("# ") {
+            Some(comment) => format!("# {}: {comment}\n", inner.client),
+            None => format!("{} {line}\n", inner.client),
+        };
+        inner.session.lock().write(&text);
     }
 
     /// Wraps a connection's halves so that their bytes are recorded.
