@@ -82,7 +82,7 @@ pub struct TestArgs {
     pub dir: Option<PathBuf>,
 
     /// How long each step waits for the plugin's bytes (`off`: no limit).
-    #[arg(long, value_name = "DUR", default_value = "5s")]
+    #[arg(long, value_name = "DUR", default_value_t = OptionalDuration(Some(switchboard::app::test::DEFAULT_TIMEOUT)))]
     pub timeout: OptionalDuration,
 
     /// Compiled-artifact cache location.
