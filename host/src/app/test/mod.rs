@@ -157,8 +157,16 @@ impl Replay<'_> {
                     let Some(writer) = client.writer.as_mut() else {
                         return Err(at(format!("{} sends after it closed", who(&step.client))));
                     };
-                    if let Err(e) = writer.write_all(bytes).await {
-                        return Err(at(format!("{} cannot send: {e} (the plugin has stopped reading)", who(&step.client))));
+                    match tokio::time::timeout(self.timeout, writer.write_all(bytes)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(at(format!("{} cannot send: {e} (the plugin has ended)", who(&step.client)))),
+                        Err(_) => {
+                            return Err(at(format!(
+                                "{} could not send for {:?}: the plugin does not read",
+                                who(&step.client),
+                                self.timeout
+                            )));
+                        }
                     }
                 }
                 Action::Expect(_) => {
