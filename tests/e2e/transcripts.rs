@@ -158,3 +158,18 @@ fn serve_record_writes_transcripts_that_replay() {
     assert!(out.contains("hi rob\\r\\n\n") && out.contains("hi bob\\r\\n\n") && out.ends_with("0 passed, 1 failed\n"), "{out}");
     drop(server);
 }
+
+#[test]
+fn a_sidecar_record_key_records_its_plugin() {
+    let dir = scratch("sidecar");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(plugin("echo"), plugins.join("echo.wasm")).unwrap();
+    std::fs::write(plugins.join("echo.toml"), "listen = [\"127.0.0.1:0\"]\nrecord = \"../rec\"\n").unwrap();
+    let server = Server::start(&["--plugins", plugins.to_str().unwrap()], 1);
+    seed_echo_client(server.addr(0), &[b"Hello, world", b"spam"]);
+    let recorded = wait_recorded(&dir.join("rec/echo.transcript"), 1);
+    assert!(recorded.contains("c1> Hello, world\nc1< Echo=>Hello, world\n"), "{recorded}");
+    assert_passes(&plugin("echo"), &[dir.join("rec/echo.transcript").to_str().unwrap()]);
+    drop(server);
+}

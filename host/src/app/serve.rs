@@ -23,7 +23,7 @@ use crate::instance::cache::ArtifactCache;
 use crate::instance::capacity::{self, CapacityError, KernelLimits};
 use crate::instance::runtime::{Runtime, RuntimeOptions};
 use crate::listener::Shared;
-use crate::session::record::RecordDir;
+use crate::session::record::Recorders;
 use crate::session::stream::CLOSE_GRACE;
 use crate::util::error::Chain;
 
@@ -139,6 +139,7 @@ pub async fn serve(
     let connections = config.admission.max_connections as u64;
     capacity::check(u64::from(runtime.max_instances), connections, KernelLimits::read())?;
     let rt = Runtime::new(runtime).map_err(|e| StartError::Runtime(e.into()))?;
+    let recorders = Recorders::default();
     let shared = Shared {
         rt,
         admission: Admission::new(config.admission.clone()),
@@ -146,9 +147,10 @@ pub async fn serve(
         close_all: CancellationToken::new(),
         tracker: TaskTracker::new(),
         record: match &config.record {
-            Some(path) => Some(RecordDir::new(path).map_err(|source| StartError::Record { path: path.clone(), source })?),
+            Some(path) => Some(recorders.get(path).map_err(|source| StartError::Record { path: path.clone(), source })?),
             None => None,
         },
+        recorders,
     };
     let stop = CancellationToken::new();
     let registry = Registry::new(shared.clone(), stop.clone(), sources, config.limits, config.udp, overrides(&config))?;

@@ -72,7 +72,8 @@ fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &A
     let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
     let (plugin, rt, task_service) = (service.current(), shared.rt.clone(), service.clone());
     let closer = Closer::new();
-    let recording = shared.record.as_ref().and_then(|dir| match dir.start(&plugin.name, &plugin.info.version, &info) {
+    let record = service.record().or_else(|| shared.record.clone());
+    let recording = record.and_then(|dir| match dir.start(&plugin.name, &plugin.info.version, &info) {
         Ok(recording) => Some(recording),
         Err(e) => {
             tracing::warn!(plugin = %plugin.name, id = info.id, "not recording this connection: {e}");

@@ -54,6 +54,24 @@ impl RecordDir {
     }
 }
 
+/// The record directories in use, one [`RecordDir`] per path: a plugin reloaded with the
+/// same `record` directory goes on writing its multi-client transcript.
+#[derive(Clone, Default)]
+pub(crate) struct Recorders(Arc<Mutex<HashMap<PathBuf, RecordDir>>>);
+
+impl Recorders {
+    /// The record directory at `dir`, created if needed.
+    pub(crate) fn get(&self, dir: &Path) -> io::Result<RecordDir> {
+        let mut dirs = self.0.lock();
+        if let Some(found) = dirs.get(dir) {
+            return Ok(found.clone());
+        }
+        let made = RecordDir::new(dir)?;
+        dirs.insert(dir.to_path_buf(), made.clone());
+        Ok(made)
+    }
+}
+
 /// A transcript file being written; a write error stops it (logged once).
 struct Sink {
     path: PathBuf,
