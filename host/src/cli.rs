@@ -53,6 +53,48 @@ pub enum Command {
     /// Without an action prints the plugins (`ps`) and the open connections (`w`).
     /// Actions that change something send the token from --admin-token-file.
     Status(StatusArgs),
+    /// Replay transcripts against a plugin in-process (no sockets), a fresh instance per
+    /// client; compare what it sends with what each transcript expects.
+    ///
+    /// Prints `ok PATH` per transcript that passes, `FAIL PATH` and a diff (expected vs
+    /// got, escaped) per one that does not, then `N passed, M failed`. Exits 0 only if all
+    /// pass.
+    Test(TestArgs),
+}
+
+/// `switchboard test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The plugin to test.
+    #[arg(value_name = "PLUGIN.wasm")]
+    pub plugin: PathBuf,
+
+    /// Transcript files (see README: `> sent`, `< expected`, `closes`, `eof`).
+    #[arg(required = true, value_name = "TRANSCRIPT")]
+    pub transcripts: Vec<PathBuf>,
+
+    /// KEY=VALUE: an environment variable of the plugin; repeatable, each KEY once.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub settings: Vec<(String, String)>,
+
+    /// A host directory the plugin sees, read-only, as `/`.
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+
+    /// How long each step waits for the plugin's bytes (`off`: no limit).
+    #[arg(long, value_name = "DUR", default_value_t = OptionalDuration(Some(switchboard::app::test::DEFAULT_TIMEOUT)))]
+    pub timeout: OptionalDuration,
+
+    /// Compiled-artifact cache location.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+impl TestArgs {
+    /// The library's options for this run.
+    pub fn options(&self) -> Result<switchboard::app::test::TestOptions, Duplicate> {
+        Ok(switchboard::app::test::TestOptions { env: collect_env(self.settings.clone())?, dir: self.dir.clone(), timeout: self.timeout.0 })
+    }
 }
 
 /// `switchboard status`.
@@ -247,6 +289,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PREFIX", default_value = defaults::HUB_PREFIX, requires = "hub")]
     pub hub_prefix: String,
 
+    /// Record each TCP connection's bytes both ways as a transcript,
+    /// DIR/PLUGIN-ID.transcript, that `switchboard test` replays (DIR is created).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
     /// Compiled-artifact cache location.
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -345,6 +392,7 @@ impl ServeArgs {
                 None => HubBackend::InProcess,
                 Some(url) => HubBackend::Redis(RedisHub { prefix: self.hub_prefix, ..RedisHub::new(url) }),
             },
+            record: self.record,
             admin_options: AdminOptions {
                 token_file: self.admin_token_file,
                 dial_allow: self.admin_dial_allow,

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `connect` is a client: its own outcome is the message, so only warnings are logged.
     let default_filter = match cli.command {
-        Command::Connect(_) | Command::Status(_) => "warn",
+        Command::Connect(_) | Command::Status(_) | Command::Test(_) => "warn",
         _ => "info,wasmtime=warn,cranelift=warn",
     };
     if let Err(e) = logging::init(cli.log_format, default_filter) {
@@ -65,6 +65,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
             Command::Check(args) => {
                 let ok = switchboard::app::check::check(&args.paths, &args.cache.cache()).await?;
+                Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
+            Command::Test(args) => {
+                let options = args.options()?;
+                let ok = switchboard::app::test::test(&args.plugin, &args.transcripts, options, &args.cache.cache()).await?;
                 Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }
             Command::Status(args) => {

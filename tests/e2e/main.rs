@@ -20,4 +20,5 @@ mod reload;
 mod running;
 mod serial;
 mod support;
+mod transcripts;
 mod udp;

@@ -31,6 +31,7 @@ use crate::instance::grants::{DirGrant, Grants, Stdio};
 use crate::instance::plugin::{Plugin, PluginFile};
 use crate::listener::{BoundListener, ListenerError, Paused, Shared, bind, check_world};
 use crate::service::Service;
+use crate::session::record::RecordDir;
 pub(crate) use operator::OperatorError;
 
 /// Why a change to a plugin was rejected.
@@ -69,6 +70,17 @@ pub enum ReloadError {
         path: PathBuf,
         /// Why it cannot be granted.
         reason: &'static str,
+    },
+    /// The directory its configuration records into cannot be created.
+    #[error("plugin {plugin}: cannot record into {}", path.display())]
+    Record {
+        /// Plugin name.
+        plugin: String,
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
     /// A listener could not be started.
     #[error(transparent)]
@@ -145,6 +157,7 @@ pub(crate) struct Reloads {
 /// How a plugin will be served once its new version is swapped in.
 struct Prepared {
     plugin: Arc<Plugin>,
+    record: Option<RecordDir>,
     config: PluginConfig,
     listens: Vec<Listen>,
     fresh: Vec<(Listen, BoundListener)>,
@@ -266,6 +279,14 @@ impl Registry {
         {
             return Err(ReloadError::BadDir { plugin: name.to_string(), path: dir.clone(), reason });
         }
+        let record = match &config.record {
+            Some(dir) => Some(self.shared.recorders.get(dir).map_err(|source| ReloadError::Record {
+                plugin: name.to_string(),
+                path: dir.clone(),
+                source,
+            })?),
+            None => None,
+        };
         let load_error = |source| ReloadError::Load { path: path.to_path_buf(), source };
         let file = PluginFile::read(path).await.map_err(load_error)?;
         let current: Option<Vec<Listen>> = {
@@ -307,12 +328,12 @@ impl Registry {
                 fresh.push((listen.clone(), bind(&plugin, listen.clone(), self.udp).await?));
             }
         }
-        Ok(Some(Prepared { plugin, config, listens, fresh }))
+        Ok(Some(Prepared { plugin, record, config, listens, fresh }))
     }
 
     /// Swaps a prepared version in (or serves a new plugin) and starts its new listeners.
     fn commit(&self, name: &str, prepared: Prepared) -> Change {
-        let Prepared { plugin, config, listens, fresh } = prepared;
+        let Prepared { plugin, record, config, listens, fresh } = prepared;
         let max_connections = config.limits.max_connections.unwrap_or(0);
         let (world, version, hash, cached) =
             (plugin.world.name(), plugin.info.version.clone(), plugin.sha256.clone(), plugin.origin == Origin::Cached);
@@ -354,6 +375,7 @@ impl Registry {
                 (service, Change::Loaded)
             }
         };
+        service.set_record(record);
         let entry = entries.get_mut(name).expect("inserted or found above");
         for (listen, bound) in fresh {
             let (token, paused, url) = (service.listener_token(), Paused::default(), bound.url());
