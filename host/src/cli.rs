@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::config::units::{Amplification, AtLeastOne, Count, OptionalDuration, Rate, RepliesPerPeer, Size, ValueError};
 use switchboard::config::{
     AdminOptions, AdmissionConfig, CacheDir, Cidr, Duplicate, HubBackend, HubUrl, Limits, PluginSpec, RedisHub, ServeConfig, UdpOptions,
@@ -60,6 +60,11 @@ pub enum Command {
     /// got, escaped) per one that does not, then `N passed, M failed`. Exits 0 only if all
     /// pass.
     Test(TestArgs),
+    /// Write a new plugin project in ./NAME (echo-shaped handler, the contract WIT and the
+    /// SDK vendored in), and print the command that builds NAME.wasm.
+    ///
+    /// Refuses a NAME directory that exists and is not empty.
+    New(NewArgs),
 }
 
 /// `switchboard test`.
@@ -94,6 +99,56 @@ impl TestArgs {
     /// The library's options for this run.
     pub fn options(&self) -> Result<switchboard::app::test::TestOptions, Duplicate> {
         Ok(switchboard::app::test::TestOptions { env: collect_env(self.settings.clone())?, dir: self.dir.clone(), timeout: self.timeout.0 })
+    }
+}
+
+/// `switchboard new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The plugin's name: the directory, the crate and NAME.wasm (letters, digits, '-', '_').
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// The language of the project.
+    #[arg(long, value_enum)]
+    pub lang: NewLang,
+
+    /// The world the plugin exports.
+    #[arg(long, value_enum, default_value = "full")]
+    pub world: NewWorld,
+}
+
+/// `switchboard new --lang`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NewLang {
+    /// A Cargo project for wasm32-wasip2.
+    Rust,
+}
+
+/// `switchboard new --world`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NewWorld {
+    /// One connection per instance (TCP, serial).
+    Stream,
+    /// One UDP datagram in, replies out.
+    Datagram,
+    /// Both handlers and the hub.
+    Full,
+}
+
+impl NewArgs {
+    /// The library's view of --lang and --world.
+    pub fn kind(&self) -> (switchboard::app::new::Lang, switchboard::app::new::World) {
+        use switchboard::app::new::{Lang, World};
+        let lang = match self.lang {
+            NewLang::Rust => Lang::Rust,
+        };
+        let world = match self.world {
+            NewWorld::Stream => World::Stream,
+            NewWorld::Datagram => World::Datagram,
+            NewWorld::Full => World::Full,
+        };
+        (lang, world)
     }
 }
 

@@ -72,6 +72,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 let ok = switchboard::app::test::test(&args.plugin, &args.transcripts, options, &args.cache.cache()).await?;
                 Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }
+            Command::New(args) => {
+                let (lang, world) = args.kind();
+                let created = switchboard::app::new::new_project(std::path::Path::new("."), &args.name, lang, world)?;
+                print!("{created}");
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Status(args) => {
                 let action = args.action.as_ref().map(cli::StatusAction::request);
                 let out = switchboard::app::status::status(&args.admin, args.admin_token_file.as_deref(), action).await?;

@@ -16,6 +16,7 @@ mod langs;
 mod limits;
 mod metrics;
 mod multihost;
+mod new;
 mod reload;
 mod running;
 mod serial;

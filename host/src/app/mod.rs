@@ -1,10 +1,12 @@
 //! The subcommands: [`serve`](serve::serve) (with its [`admin`] endpoint),
-//! [`connect`](connect::connect), [`check`](check::check), [`status`](status::status) and [`test`](test::test). The binary's `cli` turns the command line into their
+//! [`connect`](connect::connect), [`new`](new::new_project), [`check`](check::check), [`status`](status::status)
+//! and [`test`](test::test). The binary's `cli` turns the command line into their
 //! arguments; nothing here knows about clap.
 
 pub mod admin;
 pub mod check;
 pub mod connect;
+pub mod new;
 pub mod serve;
 pub mod status;
 mod systemd;

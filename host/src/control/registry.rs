@@ -22,70 +22,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::sources::Sources;
 
+mod error;
 mod operator;
 use crate::config::file::{read_config_file, read_serve_table, sidecar_of};
-use crate::config::{ConfigError, ConfigProblem, Limits, Listen, ListenError, PluginConfig, ServeTable, UdpOptions, not_a_directory};
-use crate::instance::LoadError;
+use crate::config::{ConfigError, ConfigProblem, Limits, Listen, PluginConfig, ServeTable, UdpOptions, not_a_directory};
 use crate::instance::cache::Origin;
 use crate::instance::grants::{DirGrant, Grants, Stdio};
 use crate::instance::plugin::{Plugin, PluginFile};
-use crate::listener::{BoundListener, ListenerError, Paused, Shared, bind, check_world};
+use crate::listener::{BoundListener, Paused, Shared, bind, check_world};
 use crate::service::Service;
 use crate::session::record::RecordDir;
+pub use error::ReloadError;
 pub(crate) use operator::OperatorError;
-
-/// Why a change to a plugin was rejected.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// A configuration file (sidecar or `--config`) is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The component did not load.
-    #[error("{}", path.display())]
-    Load {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: LoadError,
-    },
-    /// A plugin's own `describe().listen` is not a listener address.
-    #[error("plugin {plugin}: its describe().listen has a bad entry")]
-    DefaultListen {
-        /// Plugin name.
-        plugin: String,
-        /// The parse error.
-        #[source]
-        source: ListenError,
-    },
-    /// A plugin has nowhere to listen.
-    #[error("plugin {0}: no listeners: give PATH@LISTEN (its describe().listen is empty)")]
-    NoListeners(String),
-    /// The directory its configuration grants is not there.
-    #[error("plugin {plugin}: the directory it is granted, {}: {reason}", path.display())]
-    BadDir {
-        /// Plugin name.
-        plugin: String,
-        /// The directory.
-        path: PathBuf,
-        /// Why it cannot be granted.
-        reason: &'static str,
-    },
-    /// The directory its configuration records into cannot be created.
-    #[error("plugin {plugin}: cannot record into {}", path.display())]
-    Record {
-        /// Plugin name.
-        plugin: String,
-        /// The directory.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A listener could not be started.
-    #[error(transparent)]
-    Listener(#[from] ListenerError),
-}
 
 /// What [`Registry::apply`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
