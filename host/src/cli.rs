@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::config::units::{Amplification, AtLeastOne, Count, OptionalDuration, Rate, RepliesPerPeer, Size, ValueError};
 use switchboard::config::{
     AdminOptions, AdmissionConfig, CacheDir, Cidr, Duplicate, HubBackend, HubUrl, Limits, PluginSpec, RedisHub, ServeConfig, UdpOptions,
-    collect_dirs, collect_env, collect_settings, defaults, limits::check_memory_limit,
+    collect_dirs, collect_env, collect_settings, collect_tls, defaults, limits::check_memory_limit,
 };
 
 /// switchboard: every connection's byte stream handed to its own sandboxed WebAssembly
@@ -33,7 +33,8 @@ pub enum Command {
     /// plugin and configuration file, SIGUSR1 logs the status).
     ///
     /// Prints one line per bound listener to stdout: `listening NAME tcp://ADDR` (or
-    /// `udp://ADDR`, `serial://DEVICE`), and `watching PATH` for the folder it follows.
+    /// `tls://ADDR`, `udp://ADDR`, `serial://DEVICE`), and `watching PATH` for the folder
+    /// it follows.
     /// Logs go to stderr (level from RUST_LOG, default info). Every limit takes `off`
     /// (or 0) for "no limit".
     Serve(Box<ServeArgs>),
@@ -226,9 +227,10 @@ impl StatusAction {
 pub struct ServeArgs {
     /// PATH[@LISTEN[,LISTEN...]]; repeatable. The plugin name is the file stem
     /// (plugins/echo.wasm → echo). LISTEN = PORT | HOST:PORT | tcp:HOST:PORT |
-    /// udp:HOST:PORT | serial:DEVICE[:BAUD] (HOST defaults to 127.0.0.1; port 0 picks a
-    /// free port; serial lines are 8N1, 9600 baud by default). Without @LISTEN the
-    /// plugin's describe().listen is used.
+    /// tls:HOST:PORT | udp:HOST:PORT | serial:DEVICE[:BAUD] (HOST defaults to 127.0.0.1;
+    /// port 0 picks a free port; serial lines are 8N1, 9600 baud by default; tls needs
+    /// --tls NAME=CERT,KEY or a [tls] table). Without @LISTEN the plugin's
+    /// describe().listen is used.
     #[arg(long = "plugin", value_name = "SPEC")]
     pub plugins: Vec<PluginSpec>,
 
@@ -252,6 +254,14 @@ pub struct ServeArgs {
     /// of the filesystem. Repeatable, one directory per plugin.
     #[arg(long = "dir", value_name = "NAME=PATH", value_parser = parse_dir)]
     pub dirs: Vec<(String, PathBuf)>,
+
+    /// NAME=CERT,KEY: plugin NAME's tls: listeners present the certificate chain in PEM
+    /// file CERT (leaf first) with the private key in PEM file KEY. Both files are
+    /// followed: new handshakes get a new certificate as soon as it is written (SIGHUP
+    /// re-reads them too), open connections keep theirs. Client certificates, the
+    /// handshake timeout: the plugin's [tls] table (sidecar or --config).
+    #[arg(long = "tls", value_name = "NAME=CERT,KEY", value_parser = parse_tls)]
+    pub tls: Vec<(String, PathBuf, PathBuf)>,
 
     /// How long open connections may continue after SIGINT/SIGTERM (e.g. 10s, 500ms);
     /// `off`: until they end.
@@ -423,6 +433,7 @@ impl ServeArgs {
         Ok(ServeConfig {
             settings: collect_settings(self.settings)?,
             dirs: collect_dirs(self.dirs)?,
+            tls: collect_tls(self.tls)?,
             plugins: self.plugins,
             plugins_dir: self.plugins_dir,
             config_file: self.config_file,
@@ -481,6 +492,17 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Parses `NAME=CERT,KEY`.
+fn parse_tls(s: &str) -> Result<(String, PathBuf, PathBuf), String> {
+    let expected = || format!("{s:?}: expected NAME=CERT,KEY (plugin name, then the PEM certificate chain and key files)");
+    let (name, files) = s.split_once('=').ok_or_else(expected)?;
+    let (cert, key) = files.split_once(',').ok_or_else(expected)?;
+    if name.is_empty() || cert.is_empty() || key.is_empty() {
+        return Err(expected());
+    }
+    Ok((name.to_string(), PathBuf::from(cert), PathBuf::from(key)))
+}
+
 /// Parses `NAME=PATH`.
 fn parse_dir(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
@@ -501,6 +523,9 @@ mod tests {
         assert!(parse_setting("PREFIX=x").unwrap_err().contains("missing '.'"));
         assert!(parse_setting("echo.PREFIX").unwrap_err().contains("missing '='"));
         assert!(parse_memory_limit("64").unwrap_err().to_string().contains("from 1MiB to 4GiB"));
+        assert_eq!(parse_tls("echo=a.pem,a.key").unwrap(), ("echo".into(), "a.pem".into(), "a.key".into()));
+        assert!(parse_tls("echo=a.pem").unwrap_err().contains("expected NAME=CERT,KEY"));
+        assert!(parse_tls("a.pem,a.key").is_err());
     }
 
     /// Every default is shown once, in the form the flag takes.

@@ -12,11 +12,13 @@
 //!             getfile form), status
 //! control/    registry (what is served; load, bind, swap, remove; the operator's
 //!             pause/resume/rollback), sources, watch
-//! listener/   bind + `listening` line; tcp, udp (+ udp_guard), serial accept loops;
-//!             conversation: the one way every transport starts a conversation
+//! listener/   bind + `listening` line; tcp (+ tls: PEM setup, rotation slot,
+//!             handshake), udp (+ udp_guard), serial accept loops; conversation: the
+//!             one way every transport starts a conversation
 //! service/    a served plugin: current version (swapped atomically), stop token,
 //!             quarantine, connection table; accounting (per-listener counters,
-//!             atomics only) and endings (how conversations end or datagrams drop)
+//!             atomics only), endings (how conversations end or datagrams drop) and
+//!             handshakes (TLS handshakes and client certificates, by reason)
 //! admission   who may start a conversation, and how many at once (every transport)
 //! session/    one conversation: stream or datagram, watchdog, outcome classifier
 //! instance/   engine and pool (runtime), plugin load (+ cache), a Store with its
@@ -25,7 +27,7 @@
 //! guest/      what the guest touches: wasi streams, the hub (+ its bindings impl on a
 //!             view, its backplane seam and the Redis backplane), stdout/stderr to the
 //!             log, the bindings, closer, traffic clock
-//! config/     plain settings and value syntax (units, defaults, listen, files)
+//! config/     plain settings and value syntax (units, defaults, listen, files, tls)
 //! util/       clocks, backoff, log-line allowance, error chains, lock-free histogram
 //! ```
 //!
@@ -51,7 +53,7 @@ pub mod util;
 pub use control::ReloadError;
 pub use guest::hub::BackplaneError;
 pub use instance::{CapacityError, InfoError, LimitHit, LoadError};
-pub use listener::ListenerError;
+pub use listener::{ListenerError, TlsError};
 pub use session::Outcome;
 
 #[cfg(test)]

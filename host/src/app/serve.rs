@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::app::admin::{self, AdminError};
 use crate::app::systemd;
-use crate::config::{ConfigError, HubBackend, PluginConfig, RedisHub, ServeConfig, defaults, name_of, not_a_directory};
+use crate::config::{ConfigError, HubBackend, PluginConfig, RedisHub, ServeConfig, TlsConfig, defaults, name_of, not_a_directory};
 use crate::control::registry::Registry;
 use crate::control::sources::Sources;
 use crate::control::{ReloadError, watch};
@@ -65,7 +65,7 @@ pub enum StartError {
     /// The plugin folders cannot be watched.
     #[error("cannot watch for plugin changes")]
     Watch(#[source] notify::Error),
-    /// A `--set` or `--dir` names a plugin that is not being served.
+    /// A `--set`, `--dir` or `--tls` names a plugin that is not being served.
     #[error("{0}: there is no plugin named {1:?} (plugin names are file stems)")]
     UnknownPlugin(&'static str, String),
     /// A `--dir` path is not a directory.
@@ -337,6 +337,9 @@ fn sources(config: &ServeConfig) -> Result<Sources, StartError> {
         if let Some(unknown) = config.dirs.keys().find(|k| !known(k)) {
             return Err(StartError::UnknownPlugin("--dir", unknown.clone()));
         }
+        if let Some(unknown) = config.tls.keys().find(|k| !known(k)) {
+            return Err(StartError::UnknownPlugin("--tls", unknown.clone()));
+        }
     }
     for (plugin, path) in &config.dirs {
         if let Some(reason) = not_a_directory(path) {
@@ -354,6 +357,9 @@ fn overrides(config: &ServeConfig) -> BTreeMap<String, PluginConfig> {
     }
     for (name, dir) in &config.dirs {
         out.entry(name.clone()).or_default().dir = Some(dir.clone());
+    }
+    for (name, (cert, key)) in &config.tls {
+        out.entry(name.clone()).or_default().tls = Some(TlsConfig::cert_and_key(cert.clone(), key.clone()));
     }
     for spec in &config.plugins {
         if let Some(listen) = &spec.listen {

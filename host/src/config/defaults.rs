@@ -27,6 +27,8 @@ pub const UDP_REPLIES_PER_PEER: RepliesPerPeer = RepliesPerPeer(100);
 pub const UDP_AMPLIFICATION: Amplification = Amplification(Some(3));
 /// `--hub-prefix`: what the channels and keys of hub rooms start with in Redis.
 pub const HUB_PREFIX: &str = "switchboard:room:";
+/// `[tls] handshake-timeout`: how long a TLS client may take to finish its handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The host of a listener that names only a port.
 pub const LISTEN_HOST: &str = "127.0.0.1";
 /// The line speed of a serial listener that names none (pySerial's default).

@@ -14,6 +14,9 @@
 //! idle-timeout = "30s"
 //! max-duration = "off"
 //! max-connections = 100
+//! [echo.tls]                  # for tls: listeners (see config::tls)
+//! cert = "server.pem"
+//! key = "server.key"
 //! ```
 //!
 //! A `--config` file may also have a `[serve]` table of server-wide settings
@@ -30,6 +33,7 @@ use serde::Deserialize;
 
 use super::limits::{Limits, check_memory_limit};
 use super::listen::{Listen, ListenError};
+use super::tls::{TlsConfig, TlsConfigProblem};
 use super::units::{OptionalDuration, Size, ValueError};
 
 /// One plugin's configuration, as written in a file.
@@ -51,6 +55,8 @@ pub struct PluginConfig {
     /// Record each TCP connection as a transcript in this directory (as `serve --record`
     /// does for every plugin).
     pub record: Option<PathBuf>,
+    /// Certificate and key of its `tls:` listeners, and client certificates.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Per-plugin limit overrides (the serve flags of the same names).
@@ -98,6 +104,9 @@ pub enum ConfigProblem {
     /// A `listen` entry does not parse.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// The `[tls]` table is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsConfigProblem),
     /// A `limits` value does not parse.
     #[error("limits.{key}")]
     Limit {
@@ -156,13 +165,20 @@ impl PluginConfig {
         if let Some(record) = &self.record {
             self.record = Some(base.join(record));
         }
+        if let Some(tls) = &mut self.tls {
+            tls.resolve_relative(base);
+        }
     }
 
     /// Checks what can be checked without loading the plugin.
     fn validate(&self) -> Result<(), ConfigProblem> {
         self.listens()?;
         self.limits.apply(Limits::default())?;
-        Ok(())
+        // A table without cert and key may get them from `--tls` (checked once merged).
+        match self.tls.as_ref().map(TlsConfig::settings) {
+            Some(Err(TlsConfigProblem::Incomplete { .. })) | Some(Ok(_)) | None => Ok(()),
+            Some(Err(e)) => Err(e.into()),
+        }
     }
 
     /// The listeners, parsed.
@@ -183,6 +199,9 @@ impl PluginConfig {
         }
         if over.record.is_some() {
             self.record = over.record.clone();
+        }
+        if let Some(over) = &over.tls {
+            self.tls = Some(self.tls.take().unwrap_or_default().overridden_by(over));
         }
         self.settings.extend(over.settings.iter().map(|(k, v)| (k.clone(), v.clone())));
         let (l, o) = (&mut self.limits, &over.limits);

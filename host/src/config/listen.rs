@@ -1,4 +1,5 @@
-//! Listener addresses: `PORT | HOST:PORT | tcp:HOST:PORT | udp:HOST:PORT | serial:DEVICE[:BAUD]`.
+//! Listener addresses: `PORT | HOST:PORT | tcp:HOST:PORT | tls:HOST:PORT | udp:HOST:PORT |
+//! serial:DEVICE[:BAUD]`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -6,7 +7,7 @@ use std::str::FromStr;
 use super::defaults::{BAUD as DEFAULT_BAUD, LISTEN_HOST as DEFAULT_HOST};
 
 /// The transports a listener may name.
-const TRANSPORTS: [&str; 3] = ["tcp", "udp", "serial"];
+const TRANSPORTS: [&str; 4] = ["tcp", "tls", "udp", "serial"];
 
 /// Line speeds a serial listener accepts (the termios rates Linux offers).
 pub const BAUD_RATES: [u32; 30] = [
@@ -19,6 +20,14 @@ pub const BAUD_RATES: [u32; 30] = [
 pub enum Listen {
     /// A TCP listener.
     Tcp {
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// Port; 0 picks a free one.
+        port: u16,
+    },
+    /// A TCP listener that terminates TLS (with the plugin's `[tls]` certificate); the
+    /// plugin sees the plain bytes.
+    Tls {
         /// Host name or IP address (IPv6 without brackets).
         host: String,
         /// Port; 0 picks a free one.
@@ -42,7 +51,7 @@ pub enum Listen {
 
 /// A listener address that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad listener {spec:?}: {reason} (expected PORT, HOST:PORT, tcp:HOST:PORT, udp:HOST:PORT or serial:DEVICE[:BAUD])")]
+#[error("bad listener {spec:?}: {reason} (expected PORT, HOST:PORT, tcp:HOST:PORT, tls:HOST:PORT, udp:HOST:PORT or serial:DEVICE[:BAUD])")]
 pub struct ListenError {
     spec: String,
     reason: String,
@@ -139,6 +148,10 @@ impl FromStr for Listen {
             let (host, port) = host_port(spec, rest)?;
             return Ok(Listen::Udp { host, port });
         }
+        if let Some(rest) = spec.strip_prefix("tls:") {
+            let (host, port) = host_port(spec, rest)?;
+            return Ok(Listen::Tls { host, port });
+        }
         if let Some(rest) = spec.strip_prefix("tcp:") {
             let (host, port) = host_port(spec, rest)?;
             return Ok(Listen::Tcp { host, port });
@@ -159,6 +172,7 @@ impl fmt::Display for Listen {
         let bracket = |h: &str| if h.contains(':') { format!("[{h}]") } else { h.to_string() };
         match self {
             Listen::Tcp { host, port } => write!(f, "tcp:{}:{port}", bracket(host)),
+            Listen::Tls { host, port } => write!(f, "tls:{}:{port}", bracket(host)),
             Listen::Udp { host, port } => write!(f, "udp:{}:{port}", bracket(host)),
             Listen::Serial { device, baud } => write!(f, "serial:{device}:{baud}"),
         }
@@ -185,6 +199,8 @@ mod tests {
         assert_eq!("tcp:50007".parse(), Ok(tcp("127.0.0.1", 50007)));
         assert_eq!("tcp:localhost:0".parse(), Ok(tcp("localhost", 0)));
         assert_eq!("[::1]:9".parse(), Ok(tcp("::1", 9)));
+        assert_eq!("tls:127.0.0.1:0".parse(), Ok(Listen::Tls { host: "127.0.0.1".into(), port: 0 }));
+        assert_eq!("tls:8443".parse(), Ok(Listen::Tls { host: "127.0.0.1".into(), port: 8443 }));
         assert_eq!("udp:127.0.0.1:0".parse(), Ok(Listen::Udp { host: "127.0.0.1".into(), port: 0 }));
         assert_eq!("serial:/dev/pts/3:115200".parse(), Ok(Listen::Serial { device: "/dev/pts/3".into(), baud: 115200 }));
         assert_eq!("serial:/dev/ttyUSB0".parse(), Ok(Listen::Serial { device: "/dev/ttyUSB0".into(), baud: DEFAULT_BAUD }));
@@ -205,6 +221,7 @@ mod tests {
         for (bad, says) in [
             ("tpc:7007", "unknown transport \"tpc\" (did you mean tcp?"),
             ("upd:7007", "did you mean udp?"),
+            ("tsl:443", "did you mean tls?"),
             ("tpc:1.2.3.4:80", "unknown transport \"tpc\""),
             ("serial:/dev/ttyUSB0:abc", "baud rate \"abc\" is not a number"),
             ("serial:/dev/ttyUSB0:123", "123 is not a baud rate"),
@@ -222,7 +239,7 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for spec in ["tcp:127.0.0.1:5", "udp:[::1]:7", "serial:/dev/pts/3:115200"] {
+        for spec in ["tcp:127.0.0.1:5", "tls:[::1]:443", "udp:[::1]:7", "serial:/dev/pts/3:115200"] {
             assert_eq!(spec.parse::<Listen>().unwrap().to_string(), spec);
         }
     }

@@ -6,7 +6,8 @@
 //! - [`listen`]: listener addresses;
 //! - [`file`]: sidecar `NAME.toml` and `--config FILE`;
 //! - [`limits`], [`admission`], [`udp`]: the settings of those layers;
-//! - [`hub`]: where hub rooms live (in-process, or over Redis).
+//! - [`hub`]: where hub rooms live (in-process, or over Redis);
+//! - [`tls`]: a plugin's certificate, key and client-certificate settings.
 
 pub mod admission;
 pub mod defaults;
@@ -14,6 +15,7 @@ pub mod file;
 pub mod hub;
 pub mod limits;
 pub mod listen;
+pub mod tls;
 pub mod udp;
 pub mod units;
 
@@ -26,6 +28,7 @@ pub use file::{ConfigError, ConfigProblem, PluginConfig, ServeTable};
 pub use hub::{HubBackend, HubUrl, RedisHub};
 pub use limits::Limits;
 pub use listen::{Listen, ListenError};
+pub use tls::{ClientCert, TlsConfig, TlsSettings};
 pub use udp::UdpOptions;
 
 /// One `--plugin PATH[@LISTEN,...]`.
@@ -108,6 +111,9 @@ pub struct ServeConfig {
     pub admin_options: AdminOptions,
     /// `--record DIR`: each TCP connection's transcript is written there.
     pub record: Option<PathBuf>,
+    /// `--tls NAME=CERT,KEY`: the certificate chain and key of plugin NAME's `tls:`
+    /// listeners.
+    pub tls: BTreeMap<String, (PathBuf, PathBuf)>,
 }
 
 /// How the admin endpoint guards what it does.
@@ -140,6 +146,7 @@ impl Default for ServeConfig {
             hub: HubBackend::InProcess,
             admin_options: AdminOptions::default(),
             record: None,
+            tls: BTreeMap::new(),
         }
     }
 }
@@ -176,6 +183,17 @@ pub fn collect_env(flags: Vec<(String, String)>) -> Result<Vec<(String, String)>
         }
     }
     Ok(flags)
+}
+
+/// Collects `--tls NAME=CERT,KEY` flags, refusing a second certificate for one plugin.
+pub fn collect_tls(flags: Vec<(String, PathBuf, PathBuf)>) -> Result<BTreeMap<String, (PathBuf, PathBuf)>, Duplicate> {
+    let mut out = BTreeMap::new();
+    for (plugin, cert, key) in flags {
+        if out.insert(plugin.clone(), (cert, key)).is_some() {
+            return Err(Duplicate { flag: "--tls", key: plugin });
+        }
+    }
+    Ok(out)
 }
 
 /// Collects `--dir NAME=PATH` flags, refusing a second directory for one plugin.

@@ -5,7 +5,9 @@
 //! it did not have, swaps the new version in atomically, stops listeners it no longer
 //! has, and removes the plugin when its file is gone. A file that does not load, or a
 //! configuration that does not parse, is rejected: the error names the file and the
-//! reason, while the last good version (if any) keeps serving.
+//! reason, while the last good version (if any) keeps serving. The PEM files of its
+//! `tls:` listeners are part of its files: a change to them alone rotates the
+//! certificate new handshakes get ([`tls`]), by the same rules.
 //!
 //! Locking: changes to one plugin are applied one at a time (a per-plugin turn), and
 //! the table of served plugins is locked only to read it or to swap an entry — never
@@ -22,33 +24,24 @@ use tokio_util::sync::CancellationToken;
 
 use super::sources::Sources;
 
+mod change;
 mod error;
 mod operator;
+mod tls;
 use crate::config::file::{read_config_file, read_serve_table, sidecar_of};
 use crate::config::{ConfigError, ConfigProblem, Limits, Listen, PluginConfig, ServeTable, UdpOptions, not_a_directory};
 use crate::instance::cache::Origin;
 use crate::instance::grants::{DirGrant, Grants, Stdio};
 use crate::instance::plugin::{Plugin, PluginFile};
+use crate::listener::tls::{TlsSetup, TlsSlot};
 use crate::listener::{BoundListener, Paused, Shared, bind, check_world};
 use crate::service::Service;
 use crate::session::record::RecordDir;
+pub(crate) use change::{Change, Reloads};
+pub(crate) use tls::TlsFiles;
+use change::Step;
 pub use error::ReloadError;
 pub(crate) use operator::OperatorError;
-
-/// What [`Registry::apply`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Change {
-    /// Nothing: the files are as last applied (several events for one write).
-    Unchanged,
-    /// A plugin that was not served is served now.
-    Loaded,
-    /// A new version replaced the served one.
-    Swapped,
-    /// Its files are gone: it no longer accepts.
-    Removed,
-    /// No source names it, and it was not served.
-    Absent,
-}
 
 struct Entry {
     service: Arc<Service>,
@@ -60,6 +53,8 @@ struct Entry {
     previous: Option<Arc<Plugin>>,
     /// When the version serving now was put in.
     since: SystemTime,
+    /// The TLS setup its `tls:` listeners hand new handshakes.
+    tls: TlsSlot,
 }
 
 /// One of a plugin's listeners.
@@ -91,15 +86,8 @@ pub(crate) struct Registry {
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Versions loaded (or swapped in) and changes rejected, per plugin name.
     reloads: Mutex<BTreeMap<String, Reloads>>,
-}
-
-/// How often a plugin's changes were applied or rejected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Reloads {
-    /// A version was loaded or swapped in (the first load included).
-    pub(crate) ok: u64,
-    /// A change was rejected (the previous version, if any, kept serving).
-    pub(crate) rejected: u64,
+    /// The TLS files each plugin's configuration names (the watcher follows them).
+    tls_files: tokio::sync::watch::Sender<tls::TlsFiles>,
 }
 
 /// How a plugin will be served once its new version is swapped in.
@@ -109,6 +97,8 @@ struct Prepared {
     config: PluginConfig,
     listens: Vec<Listen>,
     fresh: Vec<(Listen, BoundListener)>,
+    /// The plugin's TLS slot (its entry's, or a new one) and what to put in it.
+    tls: (TlsSlot, Option<Arc<TlsSetup>>),
 }
 
 impl Registry {
@@ -137,6 +127,7 @@ impl Registry {
             entries: Mutex::new(BTreeMap::new()),
             turns: Mutex::new(HashMap::new()),
             reloads: Mutex::new(BTreeMap::new()),
+            tls_files: tokio::sync::watch::Sender::new(tls::TlsFiles::new()),
         }))
     }
 
@@ -153,7 +144,9 @@ impl Registry {
     /// The files behind `name` (component and sidecar) that exist now.
     pub(crate) fn paths_of(&self, name: &str) -> Vec<PathBuf> {
         let located = self.sources.locate(name, &self.config.lock());
-        located.into_iter().flat_map(|wasm| [sidecar_of(&wasm), Some(wasm)]).flatten().filter(|p| p.exists()).collect()
+        let tls = self.tls_files.borrow().get(name).cloned().unwrap_or_default();
+        let files = located.into_iter().flat_map(|wasm| [sidecar_of(&wasm), Some(wasm)]).flatten();
+        files.chain(tls).filter(|p| p.exists()).collect()
     }
 
     /// The runtime plugins run on.
@@ -206,20 +199,31 @@ impl Registry {
         let _turn = turn.lock().await;
         let located = self.sources.locate(name, &self.config.lock());
         let Some(path) = located.filter(|p| p.is_file()) else { return Ok(self.remove(name)) };
-        let change = self.prepare(name, &path).await.map(|prepared| prepared.map_or(Change::Unchanged, |p| self.commit(name, p)));
+        let change = self.prepare(name, &path).await.map(|step| match step {
+            Step::Unchanged => Change::Unchanged,
+            Step::Rotate(setup) => self.rotate(name, setup),
+            Step::Load(prepared) => self.commit(name, *prepared),
+        });
         let mut reloads = self.reloads.lock();
+        let counts = reloads.entry(name.to_string()).or_default();
         match &change {
-            Ok(Change::Loaded | Change::Swapped) => reloads.entry(name.to_string()).or_default().ok += 1,
-            Err(_) => reloads.entry(name.to_string()).or_default().rejected += 1,
+            Ok(Change::Loaded | Change::Swapped) => counts.ok += 1,
+            Ok(Change::Rotated) => counts.tls_rotated += 1,
+            Err(e) => {
+                counts.rejected += 1;
+                counts.tls_rejected += u64::from(matches!(e, ReloadError::Tls { .. }));
+            }
             Ok(_) => {}
         }
         change
     }
 
-    /// Loads the plugin at `path` and binds its new listeners, touching nothing that
-    /// serves; `None` if neither the file nor its configuration changed.
-    async fn prepare(&self, name: &str, path: &Path) -> Result<Option<Prepared>, ReloadError> {
+    /// Loads the plugin at `path` (and its TLS files) and binds its new listeners,
+    /// touching nothing that serves.
+    async fn prepare(&self, name: &str, path: &Path) -> Result<Step, ReloadError> {
         let config = self.effective_config(name, path)?;
+        self.follow_tls_files(name, &config);
+        let tls = self.load_tls(name, &config)?;
         let config_error = |problem| ConfigError { path: sidecar_of(path).unwrap_or_else(|| path.to_path_buf()), problem };
         let limits = config.limits.apply(self.limits).map_err(config_error)?;
         if let Some(dir) = &config.dir
@@ -237,12 +241,12 @@ impl Registry {
         };
         let load_error = |source| ReloadError::Load { path: path.to_path_buf(), source };
         let file = PluginFile::read(path).await.map_err(load_error)?;
-        let current: Option<Vec<Listen>> = {
+        let (current, slot): (Option<Vec<Listen>>, TlsSlot) = {
             let entries = self.entries.lock();
             match entries.get(name) {
-                Some(entry) if entry.sha256 == file.sha256 && entry.config == config => return Ok(None),
-                Some(entry) => Some(entry.listeners.iter().map(|l| l.listen.clone()).collect()),
-                None => None,
+                Some(entry) if entry.sha256 == file.sha256 && entry.config == config => return Ok(tls::step(&entry.tls, tls)),
+                Some(entry) => (Some(entry.listeners.iter().map(|l| l.listen.clone()).collect()), entry.tls.clone()),
+                None => (None, TlsSlot::default()),
             }
         };
         let grants = Grants {
@@ -264,6 +268,7 @@ impl Registry {
         if listens.is_empty() {
             return Err(ReloadError::NoListeners(name.to_string()));
         }
+        tls::needs_certificate(name, &listens, tls.as_ref())?;
         // Bind what is new before touching what runs: a busy port rejects the change.
         // Listeners that stay must suit the new version too (e.g. a udp listener needs a
         // datagram handler).
@@ -273,15 +278,16 @@ impl Registry {
             if current.contains(listen) {
                 check_world(&plugin, listen)?;
             } else {
-                fresh.push((listen.clone(), bind(&plugin, listen.clone(), self.udp).await?));
+                fresh.push((listen.clone(), bind(&plugin, listen.clone(), self.udp, &slot).await?));
             }
         }
-        Ok(Some(Prepared { plugin, record, config, listens, fresh }))
+        Ok(Step::Load(Box::new(Prepared { plugin, record, config, listens, fresh, tls: (slot, tls) })))
     }
 
     /// Swaps a prepared version in (or serves a new plugin) and starts its new listeners.
     fn commit(&self, name: &str, prepared: Prepared) -> Change {
-        let Prepared { plugin, record, config, listens, fresh } = prepared;
+        let Prepared { plugin, record, config, listens, fresh, tls: (slot, tls) } = prepared;
+        tls::put_in(name, &slot, tls);
         let max_connections = config.limits.max_connections.unwrap_or(0);
         let (world, version, hash, cached) =
             (plugin.world.name(), plugin.info.version.clone(), plugin.sha256.clone(), plugin.origin == Origin::Cached);
@@ -318,6 +324,7 @@ impl Registry {
                     config,
                     previous: None,
                     since: SystemTime::now(),
+                    tls: slot,
                 };
                 entries.insert(name.to_string(), entry);
                 (service, Change::Loaded)
@@ -345,6 +352,7 @@ impl Registry {
 
     /// Stops serving `name` (its files are gone); open connections finish.
     fn remove(&self, name: &str) -> Change {
+        self.tls_files.send_if_modified(|files| files.remove(name).is_some());
         let Some(entry) = self.entries.lock().remove(name) else { return Change::Absent };
         entry.service.stop();
         let version = entry.service.current().info.version.clone();

@@ -1,6 +1,8 @@
 //! Following the plugin files: notify's full debouncer on the folders involved, each
 //! change then applied through the [`Registry`] once the file is stable, every plugin in
-//! its own task (one plugin's slow compile holds up no other's change).
+//! its own task (one plugin's slow compile holds up no other's change). A plugin's TLS
+//! files (certificate, key, client CA) are its files too: their folders are watched as
+//! soon as a configuration names them, and a change to one rotates the certificate.
 //!
 //! Writers are not polite: editors write in place, `cp` truncates then writes, tools
 //! rename a temporary file over the target, and one save is several events. So a path's
@@ -13,13 +15,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
-use super::registry::{Change, Registry};
+use super::registry::{Change, Registry, TlsFiles};
 use crate::config::name_of;
 use crate::util::error::Chain;
 
@@ -49,9 +53,12 @@ fn is_change(kind: &EventKind) -> bool {
     }
 }
 
-/// The running watcher; dropping it stops watching.
+/// notify's debouncer, shared with the task that adds the TLS files' folders.
+type Shared = Arc<Mutex<Debouncer<notify::RecommendedWatcher, RecommendedCache>>>;
+
+/// The running watcher; it watches until it is dropped and the stop token is cancelled.
 pub(crate) struct Watching {
-    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    _debouncer: Shared,
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -63,6 +70,8 @@ struct Classifier {
     dir: Option<PathBuf>,
     files: BTreeMap<PathBuf, String>,
     config: Option<PathBuf>,
+    /// The plugins naming each TLS file.
+    tls: BTreeMap<PathBuf, BTreeSet<String>>,
 }
 
 impl Classifier {
@@ -72,18 +81,36 @@ impl Classifier {
             dir: sources.dir.as_deref().map(absolute),
             files: sources.files.iter().map(|(name, path)| (absolute(path), name.clone())).collect(),
             config: sources.config_file.as_deref().map(absolute),
+            tls: BTreeMap::new(),
+        }
+    }
+
+    /// Takes the TLS files the plugins name now.
+    fn set_tls(&mut self, files: &TlsFiles) {
+        self.tls.clear();
+        for (name, paths) in files {
+            for path in paths {
+                self.tls.entry(absolute(path)).or_default().insert(name.clone());
+            }
         }
     }
 
     /// The folders to watch.
     fn folders(&self) -> BTreeSet<PathBuf> {
-        let mut folders: BTreeSet<PathBuf> =
-            self.files.keys().chain(self.config.iter()).filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+        let files = self.files.keys().chain(self.config.iter()).chain(self.tls.keys());
+        let mut folders: BTreeSet<PathBuf> = files.filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
         folders.extend(self.dir.clone());
         folders
     }
 
-    fn classify(&self, path: &Path) -> Option<Target> {
+    /// What a changed path means: the plugins naming it as a TLS file, and the plugin
+    /// (or the config file) it is the component or sidecar of.
+    fn classify(&self, path: &Path) -> Vec<Target> {
+        let tls = self.tls.get(path).into_iter().flatten().map(|name| Target::Plugin(name.clone()));
+        tls.chain(self.classify_file(path)).collect()
+    }
+
+    fn classify_file(&self, path: &Path) -> Option<Target> {
         if self.config.as_deref() == Some(path) {
             return Some(Target::Config);
         }
@@ -111,24 +138,67 @@ pub(crate) fn spawn(registry: Arc<Registry>, stop: CancellationToken) -> notify:
         Err(errors) => errors.iter().for_each(|e| tracing::warn!("file watcher: {}", Chain(e))),
     })?;
     let classifier = Classifier::new(&registry);
-    for folder in classifier.folders() {
-        debouncer.watch(&folder, RecursiveMode::NonRecursive)?;
+    let watched = classifier.folders();
+    for folder in &watched {
+        debouncer.watch(folder, RecursiveMode::NonRecursive)?;
     }
-    tokio::spawn(follow(registry, rx, classifier, stop));
+    let debouncer = Arc::new(Mutex::new(debouncer));
+    let folders = Folders { debouncer: debouncer.clone(), watched };
+    tokio::spawn(follow(registry, rx, classifier, folders, stop));
     Ok(Watching { _debouncer: debouncer })
 }
 
-/// Applies each batch of changes: every plugin it touches in a task of its own.
-async fn follow(registry: Arc<Registry>, mut batches: UnboundedReceiver<Vec<PathBuf>>, classifier: Classifier, stop: CancellationToken) {
+/// The folders being watched, and the debouncer to watch more with.
+struct Folders {
+    debouncer: Shared,
+    watched: BTreeSet<PathBuf>,
+}
+
+impl Folders {
+    /// Starts watching the classifier's folders not watched yet (a TLS file's folder
+    /// that is missing is logged; the plugin's load says what is wrong with the file).
+    fn add(&mut self, classifier: &Classifier) {
+        for folder in classifier.folders() {
+            if self.watched.contains(&folder) {
+                continue;
+            }
+            match self.debouncer.lock().watch(&folder, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    tracing::debug!(folder = %folder.display(), "watching for tls files");
+                    self.watched.insert(folder);
+                }
+                Err(e) => tracing::warn!(folder = %folder.display(), "cannot follow tls files here: {}", Chain(&e)),
+            }
+        }
+    }
+}
+
+/// Applies each batch of changes: every plugin it touches in a task of its own. Follows
+/// the TLS files the plugins name as their configurations change.
+async fn follow(
+    registry: Arc<Registry>,
+    mut batches: UnboundedReceiver<Vec<PathBuf>>,
+    mut classifier: Classifier,
+    mut folders: Folders,
+    stop: CancellationToken,
+) {
+    let mut tls_files = registry.tls_files();
+    let mut tls_open = true;
     loop {
         let batch = tokio::select! {
             () = stop.cancelled() => return,
+            changed = tls_files.changed(), if tls_open => {
+                tls_open = changed.is_ok();
+                classifier.set_tls(&tls_files.borrow_and_update());
+                folders.add(&classifier);
+                continue;
+            }
             batch = batches.recv() => match batch {
                 Some(batch) => batch,
                 None => return,
             },
         };
-        let targets: BTreeSet<Target> = batch.iter().filter_map(|p| classifier.classify(p)).collect();
+        let targets: BTreeSet<Target> = batch.iter().flat_map(|p| classifier.classify(p)).collect();
         for target in targets {
             let registry = registry.clone();
             tokio::spawn(async move {

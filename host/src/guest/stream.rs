@@ -232,8 +232,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
         Ok(())
     }
 
+    /// What `check-write` reports: 0 until a flush has completed, as wasi streams say.
+    /// The writer's own flush counts too: a TLS stream holds encrypted records the
+    /// socket has not taken yet (a plain socket's flush completes at once).
     fn permit(&self) -> usize {
-        if self.flushing && !self.pending.is_empty() { 0 } else { WRITE_CAPACITY - self.pending.len().min(WRITE_CAPACITY) }
+        if self.flushing { 0 } else { WRITE_CAPACITY - self.pending.len().min(WRITE_CAPACITY) }
     }
 }
 

@@ -1,11 +1,12 @@
 //! Listeners: where conversations come from. Binding (or opening) each transport's
 //! listener, printing its `listening NAME URL` line, and the accept/receive loops of
-//! [`tcp`], [`udp`] and [`serial`], which all start conversations the same way
-//! ([`conversation`]).
+//! [`tcp`] (plain, or terminating TLS with [`tls`]), [`udp`] and [`serial`], which all
+//! start conversations the same way ([`conversation`]).
 
 pub(crate) mod conversation;
 pub(crate) mod serial;
 pub(crate) mod tcp;
+pub(crate) mod tls;
 pub(crate) mod udp;
 pub(crate) mod udp_guard;
 
@@ -23,6 +24,8 @@ use crate::instance::plugin::Plugin;
 use crate::instance::runtime::Runtime;
 use crate::service::Service;
 use crate::session::record::{RecordDir, Recorders};
+pub use tls::TlsError;
+use tls::TlsSlot;
 
 /// A listener's pause switch (the admin API's pause/resume): while set, it stops taking
 /// new conversations; open ones go on.
@@ -89,16 +92,20 @@ pub enum ListenerError {
 /// A bound listener of any transport, not yet serving.
 pub(crate) enum BoundListener {
     Tcp(TcpListener),
+    /// A TCP listener whose connections get the TLS setup in the slot.
+    Tls(TcpListener, TlsSlot),
     Udp(udp::UdpListener),
     Serial(serial::SerialLine),
 }
 
 impl BoundListener {
-    /// Where it listens, as its `listening` line shows it: `tcp://ADDR`, `udp://ADDR`,
-    /// `serial://DEVICE`.
+    /// Where it listens, as its `listening` line shows it: `tcp://ADDR`, `tls://ADDR`,
+    /// `udp://ADDR`, `serial://DEVICE`.
     pub(crate) fn url(&self) -> String {
+        let addr = |listener: &TcpListener| listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         match self {
-            BoundListener::Tcp(listener) => format!("tcp://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+            BoundListener::Tcp(listener) => format!("tcp://{}", addr(listener)),
+            BoundListener::Tls(listener, _) => format!("tls://{}", addr(listener)),
             BoundListener::Udp(socket) => format!("udp://{}", socket.local_addr().map(|a| a.to_string()).unwrap_or_default()),
             BoundListener::Serial(line) => format!("serial://{}", line.device()),
         }
@@ -112,6 +119,7 @@ impl BoundListener {
     pub(crate) fn start(self, service: &Arc<Service>, shared: &Shared, stop: CancellationToken, paused: Paused) {
         let transport = match &self {
             BoundListener::Tcp(_) => "tcp",
+            BoundListener::Tls(..) => "tls",
             BoundListener::Udp(_) => "udp",
             BoundListener::Serial(_) => "serial",
         };
@@ -125,7 +133,10 @@ impl BoundListener {
         let (service, task_shared) = (service.clone(), shared.clone());
         match self {
             BoundListener::Tcp(listener) => {
-                shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, stats, task_shared, paused)))
+                shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, stats, task_shared, paused, None)))
+            }
+            BoundListener::Tls(listener, slot) => {
+                shared.tracker.spawn(until_stopped(stop, tcp::run(listener, service, stats, task_shared, paused, Some(slot))))
             }
             BoundListener::Udp(socket) => shared.tracker.spawn(until_stopped(stop, udp::run(socket, service, stats, task_shared, paused))),
             // A serial line is one conversation: stopping its listener ends it.
@@ -149,6 +160,7 @@ pub(crate) fn check_world(plugin: &Plugin, listen: &Listen) -> Result<(), Listen
     const DATAGRAMS: &str = "datagram handler (switchboard:plugin/datagram-handler)";
     let (ok, missing, transport) = match listen {
         Listen::Tcp { .. } => (plugin.world.streams(), STREAMS, "TCP"),
+        Listen::Tls { .. } => (plugin.world.streams(), STREAMS, "TLS"),
         Listen::Serial { .. } => (plugin.world.streams(), STREAMS, "a serial line"),
         Listen::Udp { .. } => (plugin.world.datagrams(), DATAGRAMS, "UDP"),
     };
@@ -164,12 +176,16 @@ pub(crate) fn check_world(plugin: &Plugin, listen: &Listen) -> Result<(), Listen
     })
 }
 
-/// Binds (or opens) one listener for `plugin`.
-pub(crate) async fn bind(plugin: &Plugin, listen: Listen, udp_options: UdpOptions) -> Result<BoundListener, ListenerError> {
+/// Binds (or opens) one listener for `plugin`; a `tls:` one hands its handshakes the
+/// setup in `tls`.
+pub(crate) async fn bind(plugin: &Plugin, listen: Listen, udp_options: UdpOptions, tls: &TlsSlot) -> Result<BoundListener, ListenerError> {
     check_world(plugin, &listen)?;
     let bind_error = |source| ListenerError::Bind { plugin: plugin.name.to_string(), listen: listen.clone(), source };
     match &listen {
         Listen::Tcp { host, port } => tcp::bind(host, *port).await.map(BoundListener::Tcp).map_err(bind_error),
+        Listen::Tls { host, port } => {
+            tcp::bind(host, *port).await.map(|listener| BoundListener::Tls(listener, tls.clone())).map_err(bind_error)
+        }
         Listen::Udp { host, port } => udp::bind(host, *port, udp_options).await.map(BoundListener::Udp).map_err(bind_error),
         Listen::Serial { device, baud } => serial::open(device, *baud).await.map(BoundListener::Serial).map_err(bind_error),
     }

@@ -188,12 +188,17 @@ async fn converse(
     // (its listener stopped), the guard below still closes it gracefully, and the drain
     // at shutdown waits for it.
     let plugin = service.current();
-    let (entry, registered) = service.register(&info, &plugin, &closer);
+    let (entry, registered) = service.register(&info, &plugin, &closer, false);
     let talk = {
         let (rt, service, closer, entry, stats) = (shared.rt.clone(), service.clone(), closer.clone(), entry.clone(), stats.clone());
         async move {
             let _held = (ticket, registered);
-            let measures = Measures { activity: activity.clone(), instantiation: Some(&stats.instantiation), table: Some(&entry.meters) };
+            let measures = Measures {
+                activity: activity.clone(),
+                instantiation: Some(&stats.instantiation),
+                table: Some(&entry.meters),
+                transport: "serial",
+            };
             let outcome = run_stream(&rt, &plugin, info.clone(), (reader, writer), closer.clone(), Pace::Line, measures).await;
             open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));
             service.account(&info, &outcome);

@@ -1,20 +1,29 @@
 //! TCP listeners: accept, admit, and run each connection as its own task on a fresh
-//! instance.
+//! instance; on a `tls:` listener the task first runs the TLS handshake (after
+//! admission, before the instance), and the plugin gets the decrypted stream. A plain
+//! connection's halves go to the plugin as they are: it pays nothing for TLS.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::conversation::{self, SHUTTING_DOWN, closed_at_drain_timeout};
+use super::tls::{self, TlsSlot};
 use super::{Paused, Shared};
 use crate::admission::{Refusal, Source};
-use crate::guest::bindings::{Role, Transport};
+use crate::guest::bindings::{ConnectionInfo, Role, Transport};
 use crate::guest::closer::Closer;
 use crate::guest::traffic::Activity;
+use crate::instance::plugin::Plugin;
+use crate::instance::runtime::Runtime;
 use crate::service::Service;
 use crate::service::accounting::{Ended, ListenerStats};
+use crate::service::connections::Connection;
+use crate::session::Outcome;
+use crate::session::record::RecordDir;
 use crate::session::stream::{Measures, Pace, run_stream};
 use crate::util::backoff::Backoff;
 
@@ -35,8 +44,9 @@ pub(crate) async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> 
 }
 
 /// Accepts until the service stops, counting into `stats`; while `paused`, accepted
-/// connections are closed at once (and counted as refused).
-pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, stats: Arc<ListenerStats>, shared: Shared, paused: Paused) {
+/// connections are closed at once (and counted as refused). With `tls`, every connection
+/// is a TLS one, handshaken with the setup in the slot when it was accepted.
+pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, stats: Arc<ListenerStats>, shared: Shared, paused: Paused, tls: Option<TlsSlot>) {
     let local = listener.local_addr().map(conversation::show).unwrap_or_default();
     let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
     loop {
@@ -51,7 +61,7 @@ pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, stats: Arc
                     service.refused(&stats, &conversation::show(peer), Refusal::Paused);
                     continue;
                 }
-                start(socket, peer, &local, &service, &stats, &shared);
+                start(socket, peer, &local, &service, &stats, &shared, tls.as_ref());
             }
             Err(e) => conversation::pause_after_error(&mut backoff, &service, "accept", &e, false).await,
         }
@@ -60,7 +70,15 @@ pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, stats: Arc
 
 /// Admits one accepted connection and starts its conversation; a refused one is closed
 /// at once (the client sees the close instead of hanging).
-fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &Arc<Service>, stats: &Arc<ListenerStats>, shared: &Shared) {
+fn start(
+    socket: TcpStream,
+    peer: std::net::SocketAddr,
+    local: &str,
+    service: &Arc<Service>,
+    stats: &Arc<ListenerStats>,
+    shared: &Shared,
+    tls: Option<&TlsSlot>,
+) {
     let ticket = match shared.admission.admit(&service.gate, Source::Ip(peer.ip())) {
         Ok(ticket) => ticket,
         Err(refusal) => {
@@ -68,37 +86,83 @@ fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &A
             return;
         }
     };
+    // The setup current now is this connection's, whatever a rotation does meanwhile.
+    let setup = match tls.map(TlsSlot::current) {
+        Some(None) => {
+            tracing::error!(plugin = %service.name(), "tls listener without a certificate: connection closed");
+            return;
+        }
+        Some(Some(setup)) => Some(setup),
+        None => None,
+    };
     let open = stats.started();
     let _ = socket.set_nodelay(true);
     let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
-    let (plugin, rt, task_service, task_stats) = (service.current(), shared.rt.clone(), service.clone(), stats.clone());
+    let plugin = service.current();
     let closer = Closer::new();
     let record = service.record().or_else(|| shared.record.clone());
-    let recording = record.and_then(|dir| match dir.start(&plugin.name, &plugin.info.version, &info) {
-        Ok(recording) => Some(recording),
-        Err(e) => {
-            tracing::warn!(plugin = %plugin.name, id = info.id, "not recording this connection: {e}");
-            None
-        }
-    });
-    let (entry, registered) = service.register(&info, &plugin, &closer);
+    let (entry, registered) = service.register(&info, &plugin, &closer, setup.is_some());
+    let (rt, task_service, task_stats) = (shared.rt.clone(), service.clone(), stats.clone());
     let talk = {
         let (closer, entry) = (closer.clone(), entry.clone());
         async move {
             let _held = (ticket, registered);
             let activity = Activity::counted(task_stats.traffic.clone());
-            let measures =
-                Measures { activity: activity.clone(), instantiation: Some(&task_stats.instantiation), table: Some(&entry.meters) };
-            let outcome = match recording {
-                // A recorded connection goes through the tee; the rest pay nothing for it.
-                Some(rec) => {
-                    run_stream(&rt, &plugin, info.clone(), rec.tee(socket.into_split()), closer.clone(), Pace::Client, measures).await
-                }
-                None => run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer.clone(), Pace::Client, measures).await,
+            let talk = Talk { rt: &rt, plugin: &plugin, info: &info, closer: &closer, stats: &task_stats, entry: &entry, record };
+            let outcome = match setup {
+                None => talk.run(socket.into_split(), &activity, "tcp").await,
+                Some(setup) => match tls::handshake(&setup, socket, &closer).await {
+                    Ok((stream, client_cert)) => {
+                        task_stats.handshakes.completed(client_cert);
+                        talk.run(tokio::io::split(stream), &activity, "tls").await
+                    }
+                    Err((why, detail)) => {
+                        task_stats.handshakes.failed(why);
+                        task_service.handshake_failed(&info, why, &detail);
+                        open.ended(Ended::Handshake);
+                        return;
+                    }
+                },
             };
             open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));
             task_service.account(&info, &outcome);
         }
     };
     conversation::spawn(shared, service, Some(&entry), closed_at_drain_timeout(shared.drain_tokens(), Some(closer), talk));
+}
+
+/// One accepted connection's conversation, once its byte stream is plain.
+struct Talk<'a> {
+    rt: &'a Arc<Runtime>,
+    plugin: &'a Arc<Plugin>,
+    info: &'a ConnectionInfo,
+    closer: &'a Closer,
+    stats: &'a ListenerStats,
+    entry: &'a Connection,
+    record: Option<RecordDir>,
+}
+
+impl Talk<'_> {
+    /// Runs the plugin over `halves` (recorded if the plugin or `--record` asks for it).
+    async fn run<R, W>(self, halves: (R, W), activity: &Arc<Activity>, transport: &'static str) -> Outcome
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let Talk { rt, plugin, info, closer, stats, entry, record } = self;
+        let measures =
+            Measures { activity: activity.clone(), instantiation: Some(&stats.instantiation), table: Some(&entry.meters), transport };
+        let recording = record.and_then(|dir| match dir.start(&plugin.name, &plugin.info.version, info, transport) {
+            Ok(recording) => Some(recording),
+            Err(e) => {
+                tracing::warn!(plugin = %plugin.name, id = info.id, "not recording this connection: {e}");
+                None
+            }
+        });
+        match recording {
+            // A recorded connection goes through the tee; the rest pay nothing for it.
+            Some(rec) => run_stream(rt, plugin, info.clone(), rec.tee(halves), closer.clone(), Pace::Client, measures).await,
+            None => run_stream(rt, plugin, info.clone(), halves, closer.clone(), Pace::Client, measures).await,
+        }
+    }
 }

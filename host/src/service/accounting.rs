@@ -13,6 +13,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 pub(crate) use super::endings::{Dropped, Ended};
+use super::handshakes::{Handshakes, HandshakesSnapshot};
 use crate::admission::Refusal;
 use crate::guest::traffic::Traffic;
 use crate::util::histogram::{CONNECTION_SECONDS, Histogram, HistogramSnapshot, INSTANTIATION_SECONDS};
@@ -104,7 +105,7 @@ impl Counters {
 /// conversation it starts.
 #[derive(Debug)]
 pub(crate) struct ListenerStats {
-    /// `tcp`, `udp` or `serial`.
+    /// `tcp`, `tls`, `udp` or `serial`.
     pub(crate) transport: &'static str,
     /// The bound address, or the device path.
     pub(crate) address: String,
@@ -119,6 +120,8 @@ pub(crate) struct ListenerStats {
     duration: Histogram,
     /// How long making an instance took.
     pub(crate) instantiation: Histogram,
+    /// TLS handshakes (on a `tls` listener).
+    pub(crate) handshakes: Handshakes,
 }
 
 /// A point-in-time copy of [`ListenerStats`].
@@ -144,6 +147,8 @@ pub(crate) struct ListenerSnapshot {
     pub(crate) duration: HistogramSnapshot,
     /// How long making an instance took.
     pub(crate) instantiation: HistogramSnapshot,
+    /// TLS handshakes (all zero on other transports).
+    pub(crate) handshakes: HandshakesSnapshot,
 }
 
 impl ListenerStats {
@@ -160,6 +165,7 @@ impl ListenerStats {
             traffic: Arc::default(),
             duration: Histogram::new(CONNECTION_SECONDS),
             instantiation: Histogram::new(INSTANTIATION_SECONDS),
+            handshakes: Handshakes::default(),
         }
     }
 
@@ -214,6 +220,7 @@ impl ListenerStats {
             bytes_out: get(&self.traffic.sent),
             duration: self.duration.snapshot(),
             instantiation: self.instantiation.snapshot(),
+            handshakes: self.handshakes.snapshot(),
         }
     }
 }

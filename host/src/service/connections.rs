@@ -33,6 +33,8 @@ pub(crate) struct Connection {
     pub(crate) peer: String,
     /// How it arrived.
     pub(crate) transport: Transport,
+    /// Whether it arrived on a `tls:` listener (its transport is then TCP).
+    pub(crate) tls: bool,
     /// When it started, by the calendar.
     pub(crate) started: SystemTime,
     /// When it started, for its age.
@@ -47,12 +49,13 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// A conversation starting now.
-    pub(crate) fn new(id: u64, plugin: Arc<Plugin>, peer: String, transport: Transport, closer: Closer) -> Connection {
+    pub(crate) fn new(id: u64, plugin: Arc<Plugin>, peer: String, (transport, tls): (Transport, bool), closer: Closer) -> Connection {
         Connection {
             id,
             plugin,
             peer,
             transport,
+            tls,
             started: SystemTime::now(),
             started_at: Instant::now(),
             closer,
@@ -74,9 +77,10 @@ impl Connection {
         }
     }
 
-    /// The transport's name: `tcp`, `udp` or `serial`.
+    /// The transport's name: `tcp`, `tls`, `udp` or `serial`.
     pub(crate) fn transport_name(&self) -> &'static str {
         match self.transport {
+            Transport::Tcp if self.tls => "tls",
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
             Transport::Serial => "serial",

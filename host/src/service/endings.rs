@@ -26,11 +26,14 @@ pub(crate) enum Ended {
     Drain,
     /// The host could not start the plugin.
     HostFailure,
+    /// A `tls:` listener's handshake failed (see `tls_handshake_failures` for why); the
+    /// plugin never ran.
+    Handshake,
 }
 
 impl Ended {
     /// Every ending, in the order of their counters.
-    pub(crate) const ALL: [Ended; 11] = [
+    pub(crate) const ALL: [Ended; 12] = [
         Ended::Remote,
         Ended::Local,
         Ended::Error,
@@ -42,6 +45,7 @@ impl Ended {
         Ended::Closed,
         Ended::Drain,
         Ended::HostFailure,
+        Ended::Handshake,
     ];
 
     /// Names how a stream conversation ended: `outcome`, what the host asked of it
@@ -78,6 +82,7 @@ impl Ended {
             Ended::Closed => "closed",
             Ended::Drain => "drain",
             Ended::HostFailure => "host_failure",
+            Ended::Handshake => "tls_handshake",
         }
     }
 
@@ -95,6 +100,7 @@ impl Ended {
             Ended::Closed => 8,
             Ended::Drain => 9,
             Ended::HostFailure => 10,
+            Ended::Handshake => 11,
         }
     }
 }

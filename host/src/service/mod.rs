@@ -5,6 +5,7 @@
 pub(crate) mod accounting;
 pub(crate) mod connections;
 pub(crate) mod endings;
+pub(crate) mod handshakes;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::session::Outcome;
 use crate::session::record::RecordDir;
 use accounting::{Counters, ListenerStats};
 use connections::{Connection, Connections};
+use handshakes::HandshakeFailure;
 
 /// A served plugin.
 pub(crate) struct Service {
@@ -88,8 +90,10 @@ impl Service {
         info: &ConnectionInfo,
         plugin: &Arc<Plugin>,
         closer: &Closer,
+        tls: bool,
     ) -> (Arc<Connection>, Registered) {
-        let connection = Arc::new(Connection::new(info.id, plugin.clone(), info.peer.clone(), info.transport, closer.clone()));
+        let transport = (info.transport, tls);
+        let connection = Arc::new(Connection::new(info.id, plugin.clone(), info.peer.clone(), transport, closer.clone()));
         self.connections.insert(connection.clone());
         (connection, Registered { service: self.clone(), id: info.id })
     }
@@ -134,6 +138,15 @@ impl Service {
         stats.refused(refusal);
         if let Some(suppressed) = self.counters.may_log() {
             tracing::info!(plugin = %self.name, %peer, suppressed, "connection refused: {}", refusal.reason());
+        }
+    }
+
+    /// Logs a failed TLS handshake (rate-limited, like failures; it is counted by the
+    /// listener).
+    pub(crate) fn handshake_failed(&self, info: &ConnectionInfo, why: HandshakeFailure, detail: &str) {
+        if let Some(suppressed) = self.counters.may_log() {
+            let (plugin, id, peer) = (&self.name, info.id, &info.peer);
+            tracing::info!(%plugin, id, %peer, suppressed, reason = why.name(), "tls handshake failed: {detail}");
         }
     }
 

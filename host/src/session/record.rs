@@ -34,8 +34,9 @@ impl RecordDir {
         Ok(RecordDir { dir: dir.to_path_buf(), sessions: Arc::default() })
     }
 
-    /// Starts the transcript of one connection of `plugin`.
-    pub(crate) fn start(&self, plugin: &str, version: &str, info: &ConnectionInfo) -> io::Result<Recording> {
+    /// Starts the transcript of one connection of `plugin` that arrived over `transport`
+    /// (`tcp`, `tls`; the heading says which).
+    pub(crate) fn start(&self, plugin: &str, version: &str, info: &ConnectionInfo, transport: &str) -> io::Result<Recording> {
         let heading = format!("# recorded by switchboard serve --record: plugin {plugin} {version}");
         let session = match self.sessions.lock().entry(plugin.to_string()) {
             std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
@@ -46,7 +47,7 @@ impl RecordDir {
             }
         };
         let mut own = Sink::create(self.dir.join(format!("{plugin}-{}.transcript", info.id)))?;
-        own.write(&format!("{heading}, connection {}\nconnects from {}\n", info.id, info.peer));
+        own.write(&format!("{heading}, connection {} over {transport}\nconnects from {}\n", info.id, info.peer));
         let client = format!("c{}", info.id);
         session.lock().write(&format!("{client} connects from {}\n", info.peer));
         let inner = Inner { own, builder: Builder::default(), session, client };

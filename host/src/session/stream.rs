@@ -48,12 +48,14 @@ pub(crate) struct Measures<'a> {
     /// Its entry's window in the connection table, if it has one: shown the traffic and
     /// CPU once the instance exists.
     pub(crate) table: Option<&'a Meters>,
+    /// How it arrived, as its access log line says: `tcp`, `tls` or `serial`.
+    pub(crate) transport: &'static str,
 }
 
 impl Measures<'_> {
     /// Nothing kept beyond the conversation itself (a connection the host dials out).
     pub(crate) fn none() -> Self {
-        Measures { activity: Activity::new(), instantiation: None, table: None }
+        Measures { activity: Activity::new(), instantiation: None, table: None, transport: "tcp" }
     }
 }
 
@@ -79,7 +81,7 @@ where
     let Some(exports) = plugin.stream_exports() else {
         return Outcome::Failed(format!("{} does not export a stream handler", plugin.name));
     };
-    let Measures { activity, instantiation, table } = measures;
+    let Measures { activity, instantiation, table, transport } = measures;
     let starting = Instant::now();
     let with = Conversation { peer: info.peer.clone(), closer: closer.clone(), activity: Some(activity.clone()) };
     let mut live = match Live::start(rt, plugin, &span, with).await {
@@ -121,18 +123,19 @@ where
     // sent in `leftover`.
     live.finish().await;
     deliver_leftover(leftover, &span).await;
-    access_log(&span, plugin, &activity, &outcome);
+    access_log(&span, plugin, &activity, &outcome, transport);
     outcome
 }
 
 /// The access log: one line per conversation at `info` (like xinetd's
 /// `log_on_success`), in the connection's span (plugin, id, peer). Its target is
 /// `switchboard::access`, so `RUST_LOG=info,switchboard::access=off` turns it off.
-fn access_log(span: &tracing::Span, plugin: &Plugin, activity: &Activity, outcome: &Outcome) {
+fn access_log(span: &tracing::Span, plugin: &Plugin, activity: &Activity, outcome: &Outcome, transport: &str) {
     tracing::info!(
         target: "switchboard::access",
         parent: span,
         version = %plugin.info.version,
+        transport,
         duration_ms = activity.started().elapsed().as_millis() as u64,
         bytes_in = activity.bytes_in(),
         bytes_out = activity.bytes_out(),

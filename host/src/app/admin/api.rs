@@ -162,6 +162,7 @@ async fn reload(state: &State, name: &str) -> Response<Body> {
                 Change::Loaded => ("loaded", format!("{name}: loaded")),
                 Change::Swapped => ("swapped", format!("{name}: swapped; new connections get the version in its file")),
                 Change::Removed => ("removed", format!("{name}: its files are gone; it no longer accepts")),
+                Change::Rotated => ("rotated", format!("{name}: new TLS files; new handshakes get them")),
                 Change::Absent => ("absent", format!("{name}: no file; nothing is served")),
             };
             let version = state.registry.services().iter().find(|s| s.name().as_ref() == name).map(|s| s.current().info.version.clone());

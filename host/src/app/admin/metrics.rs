@@ -45,9 +45,10 @@ struct ListenerFamily {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Only {
     All,
-    /// Byte streams (TCP, serial): they have connection lengths and endings.
+    /// Byte streams (TCP, TLS, serial): they have connection lengths and endings.
     Streams,
     Udp,
+    Tls,
 }
 
 /// What a family reads from one listener.
@@ -58,7 +59,7 @@ enum Value<'a> {
     Histogram(&'a HistogramSnapshot),
 }
 
-fn listener_families() -> [ListenerFamily; 10] {
+fn listener_families() -> [ListenerFamily; 13] {
     use MetricType::{Counter, Gauge, Histogram};
     use Value::{ByReason, One};
     [
@@ -80,7 +81,7 @@ fn listener_families() -> [ListenerFamily; 10] {
         },
         ListenerFamily {
             name: "downstream_cx_closed",
-            help: "Connections ended, by how: remote, local, error, trap, limit_*, closed, drain, host_failure.",
+            help: "Connections ended, by how: remote, local, error, trap, limit_*, closed, drain, host_failure, tls_handshake.",
             kind: Counter,
             unit: None,
             only: Only::Streams,
@@ -142,6 +143,32 @@ fn listener_families() -> [ListenerFamily; 10] {
             only: Only::Udp,
             read: |s| ByReason(&s.dropped),
         },
+        ListenerFamily {
+            name: "tls_handshakes",
+            help: "TLS handshakes completed.",
+            kind: Counter,
+            unit: None,
+            only: Only::Tls,
+            read: |s| One(s.handshakes.completed),
+        },
+        ListenerFamily {
+            name: "tls_handshake_failures",
+            help: "TLS handshakes that failed, by reason: timeout, protocol, no_client_cert, bad_client_cert, \
+                   expired_client_cert, server_cert_refused, closed, shutdown.",
+            kind: Counter,
+            unit: None,
+            only: Only::Tls,
+            read: |s| ByReason(&s.handshakes.failed),
+        },
+        ListenerFamily {
+            name: "tls_client_cert_verifications",
+            help: "Client certificates checked (listeners with client-ca), by result (the reason label): \
+                   ok, failed, absent (none sent, none required).",
+            kind: Counter,
+            unit: None,
+            only: Only::Tls,
+            read: |s| ByReason(&s.handshakes.client_certs),
+        },
     ]
 }
 
@@ -192,6 +219,7 @@ fn encode_listener_family(encoder: &mut DescriptorEncoder, family: &ListenerFami
                 Only::All => true,
                 Only::Streams => stats.transport != "udp",
                 Only::Udp => stats.transport == "udp",
+                Only::Tls => stats.transport == "tls",
             };
             if !about {
                 continue;
@@ -254,6 +282,14 @@ impl Served {
         for (name, counts) in self.0.reloads() {
             for (result, n) in [("ok", counts.ok), ("rejected", counts.rejected)] {
                 ConstCounter::new(n).encode(reloads.encode_family(&[("plugin", name.as_str()), ("result", result)])?)?;
+            }
+        }
+        let help = "TLS files re-read for a plugin: rotated (only they changed; new handshakes get them) and rejected \
+                    (they did not load; the previous ones keep serving).";
+        let mut tls = encoder.encode_descriptor("tls_certificate_reloads", help, None, MetricType::Counter)?;
+        for (name, counts) in self.0.reloads() {
+            for (result, n) in [("rotated", counts.tls_rotated), ("rejected", counts.tls_rejected)] {
+                ConstCounter::new(n).encode(tls.encode_family(&[("plugin", name.as_str()), ("result", result)])?)?;
             }
         }
         Ok(())

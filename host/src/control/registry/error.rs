@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use crate::config::{ConfigError, ListenError};
+use crate::config::tls::TlsConfigProblem;
+use crate::config::{ConfigError, Listen, ListenError};
 use crate::instance::LoadError;
-use crate::listener::ListenerError;
+use crate::listener::{ListenerError, TlsError};
 
 /// Why a change to a plugin was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -57,4 +58,30 @@ pub enum ReloadError {
     /// A listener could not be started.
     #[error(transparent)]
     Listener(#[from] ListenerError),
+    /// A `tls:` listener, and no certificate.
+    #[error("plugin {plugin}: {listen} needs a certificate: give --tls {plugin}=CERT.pem,KEY.pem, or cert and key in its [tls] table")]
+    NoCertificate {
+        /// Plugin name.
+        plugin: String,
+        /// The listener.
+        listen: Listen,
+    },
+    /// The TLS settings, once merged from the files and the command line, are unusable.
+    #[error("plugin {plugin}")]
+    TlsConfig {
+        /// Plugin name.
+        plugin: String,
+        /// What is wrong.
+        #[source]
+        source: TlsConfigProblem,
+    },
+    /// The certificate, key or client CA files do not load.
+    #[error("plugin {plugin}: tls")]
+    Tls {
+        /// Plugin name.
+        plugin: String,
+        /// Why.
+        #[source]
+        source: TlsError,
+    },
 }
