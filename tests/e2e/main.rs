@@ -21,5 +21,6 @@ mod reload;
 mod running;
 mod serial;
 mod support;
+mod tls;
 mod transcripts;
 mod udp;

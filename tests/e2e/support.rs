@@ -69,7 +69,8 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A running `switchboard serve`; killed when dropped.
 pub struct Server {
     child: Child,
-    /// `(plugin name, address)` for every `tcp://` or `udp://` `listening` line, in order.
+    /// `(plugin name, address)` for every `tcp://`, `tls://` or `udp://` `listening` line,
+    /// in order.
     pub listeners: Vec<(String, SocketAddr)>,
     /// `(plugin name, URL)` for every `listening` line (serial ones included), in order.
     pub urls: Vec<(String, String)>,
@@ -134,7 +135,8 @@ impl Server {
             match parts.as_slice() {
                 ["listening", name, url] => {
                     urls.push((name.to_string(), url.to_string()));
-                    if let Some(addr) = url.strip_prefix("tcp://").or_else(|| url.strip_prefix("udp://")) {
+                    let addr = ["tcp://", "tls://", "udp://"].iter().find_map(|scheme| url.strip_prefix(scheme));
+                    if let Some(addr) = addr {
                         listeners.push((name.to_string(), addr.parse().expect("listening address")));
                     } else {
                         assert!(url.starts_with("serial://") || url.starts_with("http://"), "unexpected listener {url}");

@@ -37,11 +37,11 @@ use crate::listener::tls::{TlsSetup, TlsSlot};
 use crate::listener::{BoundListener, Paused, Shared, bind, check_world};
 use crate::service::Service;
 use crate::session::record::RecordDir;
-pub(crate) use change::{Change, Reloads};
-pub(crate) use tls::TlsFiles;
 use change::Step;
+pub(crate) use change::{Change, Reloads};
 pub use error::ReloadError;
 pub(crate) use operator::OperatorError;
+pub(crate) use tls::TlsFiles;
 
 struct Entry {
     service: Arc<Service>,

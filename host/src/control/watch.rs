@@ -144,7 +144,9 @@ pub(crate) fn spawn(registry: Arc<Registry>, stop: CancellationToken) -> notify:
     }
     let debouncer = Arc::new(Mutex::new(debouncer));
     let folders = Folders { debouncer: debouncer.clone(), watched };
-    tokio::spawn(follow(registry, rx, classifier, folders, stop));
+    // Subscribed here, before the first load names any TLS file, so none is missed.
+    let tls_files = registry.tls_files();
+    tokio::spawn(follow(registry, rx, classifier, folders, tls_files, stop));
     Ok(Watching { _debouncer: debouncer })
 }
 
@@ -180,9 +182,11 @@ async fn follow(
     mut batches: UnboundedReceiver<Vec<PathBuf>>,
     mut classifier: Classifier,
     mut folders: Folders,
+    mut tls_files: tokio::sync::watch::Receiver<TlsFiles>,
     stop: CancellationToken,
 ) {
-    let mut tls_files = registry.tls_files();
+    classifier.set_tls(&tls_files.borrow_and_update());
+    folders.add(&classifier);
     let mut tls_open = true;
     loop {
         let batch = tokio::select! {

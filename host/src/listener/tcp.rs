@@ -46,7 +46,14 @@ pub(crate) async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> 
 /// Accepts until the service stops, counting into `stats`; while `paused`, accepted
 /// connections are closed at once (and counted as refused). With `tls`, every connection
 /// is a TLS one, handshaken with the setup in the slot when it was accepted.
-pub(crate) async fn run(listener: TcpListener, service: Arc<Service>, stats: Arc<ListenerStats>, shared: Shared, paused: Paused, tls: Option<TlsSlot>) {
+pub(crate) async fn run(
+    listener: TcpListener,
+    service: Arc<Service>,
+    stats: Arc<ListenerStats>,
+    shared: Shared,
+    paused: Paused,
+    tls: Option<TlsSlot>,
+) {
     let local = listener.local_addr().map(conversation::show).unwrap_or_default();
     let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
     loop {

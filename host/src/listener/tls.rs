@@ -128,9 +128,11 @@ fn read(what: &'static str, path: &Path, digest: &mut Sha256) -> Result<Vec<u8>,
 }
 
 fn certificates(what: &'static str, path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem { what, path: path.to_path_buf(), source })?;
+    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|source| TlsError::Pem {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate { what, path: path.to_path_buf() });
     }

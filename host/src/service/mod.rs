@@ -146,7 +146,7 @@ impl Service {
     pub(crate) fn handshake_failed(&self, info: &ConnectionInfo, why: HandshakeFailure, detail: &str) {
         if let Some(suppressed) = self.counters.may_log() {
             let (plugin, id, peer) = (&self.name, info.id, &info.peer);
-            tracing::info!(%plugin, id, %peer, suppressed, reason = why.name(), "tls handshake failed: {detail}");
+            tracing::info!(%plugin, id, %peer, suppressed, reason = %why.name(), "tls handshake failed: {detail}");
         }
     }
 

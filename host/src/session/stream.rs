@@ -135,7 +135,7 @@ fn access_log(span: &tracing::Span, plugin: &Plugin, activity: &Activity, outcom
         target: "switchboard::access",
         parent: span,
         version = %plugin.info.version,
-        transport,
+        transport = %transport,
         duration_ms = activity.started().elapsed().as_millis() as u64,
         bytes_in = activity.bytes_in(),
         bytes_out = activity.bytes_out(),
