@@ -484,7 +484,11 @@ fn a_bad_new_certificate_is_rejected_and_the_old_one_keeps_serving() {
     // A certificate file with no certificate in it.
     std::fs::write(&cert, b"this is not a certificate\n").unwrap();
     server.wait_for_log("holds no certificate");
-    assert!(server.stderr().contains("rejected: plugin echo: tls: the certificate file"), "{}", server.stderr());
+    let log = server.stderr();
+    assert!(
+        log.contains("rejected: plugin echo: tls: the certificate file") && log.contains("the certificate in use keeps serving"),
+        "{log}"
+    );
     assert_eq!(serving(), old, "the old certificate keeps serving");
     // A new certificate whose key has not arrived yet.
     std::fs::write(&cert, std::fs::read(pki.path("renewed.pem")).unwrap()).unwrap();

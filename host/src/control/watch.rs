@@ -23,7 +23,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
-use super::registry::{Change, Registry, TlsFiles};
+use super::registry::{Change, Registry, ReloadError, TlsFiles};
 use crate::config::name_of;
 use crate::util::error::Chain;
 
@@ -241,8 +241,16 @@ async fn apply_plugin(registry: &Registry, name: String) {
         settle(&path).await;
     }
     if let Err(e) = registry.apply(&name).await {
-        let then = if registry.serves(&name) { "the last good version keeps serving" } else { "it is not served" };
-        tracing::error!(plugin = %name, "rejected: {}; {then}", Chain(&e));
+        tracing::error!(plugin = %name, "rejected: {}; {}", Chain(&e), then(registry, &name, &e));
+    }
+}
+
+/// What serves after a rejected change to plugin `name`.
+fn then(registry: &Registry, name: &str, e: &ReloadError) -> &'static str {
+    match (registry.serves(name), e) {
+        (true, ReloadError::Tls { .. }) => "the certificate in use keeps serving",
+        (true, _) => "the last good version keeps serving",
+        (false, _) => "it is not served",
     }
 }
 
@@ -296,8 +304,7 @@ pub(crate) async fn reload_all(registry: &Arc<Registry>) -> Reloaded {
         tasks.spawn(async move {
             let result = registry.apply(&name).await;
             if let Err(e) = &result {
-                let then = if registry.serves(&name) { "the last good version keeps serving" } else { "it is not served" };
-                tracing::error!(plugin = %name, "rejected: {}; {then}", Chain(e));
+                tracing::error!(plugin = %name, "rejected: {}; {}", Chain(e), then(&registry, &name, e));
             }
             result
         });

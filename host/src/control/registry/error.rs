@@ -80,8 +80,8 @@ pub enum ReloadError {
     Tls {
         /// Plugin name.
         plugin: String,
-        /// Why.
+        /// Why (boxed: rustls' errors are large, and this one is rare).
         #[source]
-        source: TlsError,
+        source: Box<TlsError>,
     },
 }

@@ -42,7 +42,7 @@ impl Registry {
         let Some(table) = &config.tls else { return Ok(None) };
         let settings = table.settings().map_err(|source| ReloadError::TlsConfig { plugin: name.to_string(), source })?;
         let Some(settings) = settings else { return Ok(None) };
-        let setup = TlsSetup::load(&settings).map_err(|source| ReloadError::Tls { plugin: name.to_string(), source })?;
+        let setup = TlsSetup::load(&settings).map_err(|e| ReloadError::Tls { plugin: name.to_string(), source: Box::new(e) })?;
         Ok(Some(Arc::new(setup)))
     }
 
