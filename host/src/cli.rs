@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::config::units::{Amplification, AtLeastOne, Count, OptionalDuration, Rate, RepliesPerPeer, Size, ValueError};
 use switchboard::config::{
     AdminOptions, AdmissionConfig, CacheDir, Cidr, Duplicate, HubBackend, HubUrl, Limits, PluginSpec, RedisHub, ServeConfig, UdpOptions,
@@ -53,6 +53,103 @@ pub enum Command {
     /// Without an action prints the plugins (`ps`) and the open connections (`w`).
     /// Actions that change something send the token from --admin-token-file.
     Status(StatusArgs),
+    /// Replay transcripts against a plugin in-process (no sockets), a fresh instance per
+    /// client; compare what it sends with what each transcript expects.
+    ///
+    /// Prints `ok PATH` per transcript that passes, `FAIL PATH` and a diff (expected vs
+    /// got, escaped) per one that does not, then `N passed, M failed`. Exits 0 only if all
+    /// pass.
+    Test(TestArgs),
+    /// Write a new plugin project in ./NAME (echo-shaped handler, the contract WIT and the
+    /// SDK vendored in), and print the command that builds NAME.wasm.
+    ///
+    /// Refuses a NAME directory that exists and is not empty.
+    New(NewArgs),
+}
+
+/// `switchboard test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The plugin to test.
+    #[arg(value_name = "PLUGIN.wasm")]
+    pub plugin: PathBuf,
+
+    /// Transcript files (see README: `> sent`, `< expected`, `closes`, `eof`).
+    #[arg(required = true, value_name = "TRANSCRIPT")]
+    pub transcripts: Vec<PathBuf>,
+
+    /// KEY=VALUE: an environment variable of the plugin; repeatable, each KEY once.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub settings: Vec<(String, String)>,
+
+    /// A host directory the plugin sees, read-only, as `/`.
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+
+    /// How long each step waits for the plugin's bytes (`off`: no limit).
+    #[arg(long, value_name = "DUR", default_value_t = OptionalDuration(Some(switchboard::app::test::DEFAULT_TIMEOUT)))]
+    pub timeout: OptionalDuration,
+
+    /// Compiled-artifact cache location.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+impl TestArgs {
+    /// The library's options for this run.
+    pub fn options(&self) -> Result<switchboard::app::test::TestOptions, Duplicate> {
+        Ok(switchboard::app::test::TestOptions { env: collect_env(self.settings.clone())?, dir: self.dir.clone(), timeout: self.timeout.0 })
+    }
+}
+
+/// `switchboard new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The plugin's name: the directory, the crate and NAME.wasm (letters, digits, '-', '_').
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// The language of the project.
+    #[arg(long, value_enum)]
+    pub lang: NewLang,
+
+    /// The world the plugin exports.
+    #[arg(long, value_enum, default_value = "full")]
+    pub world: NewWorld,
+}
+
+/// `switchboard new --lang`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NewLang {
+    /// A Cargo project for wasm32-wasip2.
+    Rust,
+}
+
+/// `switchboard new --world`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NewWorld {
+    /// One connection per instance (TCP, serial).
+    Stream,
+    /// One UDP datagram in, replies out.
+    Datagram,
+    /// Both handlers and the hub.
+    Full,
+}
+
+impl NewArgs {
+    /// The library's view of --lang and --world.
+    pub fn kind(&self) -> (switchboard::app::new::Lang, switchboard::app::new::World) {
+        use switchboard::app::new::{Lang, World};
+        let lang = match self.lang {
+            NewLang::Rust => Lang::Rust,
+        };
+        let world = match self.world {
+            NewWorld::Stream => World::Stream,
+            NewWorld::Datagram => World::Datagram,
+            NewWorld::Full => World::Full,
+        };
+        (lang, world)
+    }
 }
 
 /// `switchboard status`.
@@ -247,6 +344,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PREFIX", default_value = defaults::HUB_PREFIX, requires = "hub")]
     pub hub_prefix: String,
 
+    /// Record each TCP connection's bytes both ways as a transcript,
+    /// DIR/PLUGIN-ID.transcript, that `switchboard test` replays (DIR is created).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
     /// Compiled-artifact cache location.
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -345,6 +447,7 @@ impl ServeArgs {
                 None => HubBackend::InProcess,
                 Some(url) => HubBackend::Redis(RedisHub { prefix: self.hub_prefix, ..RedisHub::new(url) }),
             },
+            record: self.record,
             admin_options: AdminOptions {
                 token_file: self.admin_token_file,
                 dial_allow: self.admin_dial_allow,

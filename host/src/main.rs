@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `connect` is a client: its own outcome is the message, so only warnings are logged.
     let default_filter = match cli.command {
-        Command::Connect(_) | Command::Status(_) => "warn",
+        Command::Connect(_) | Command::Status(_) | Command::Test(_) => "warn",
         _ => "info,wasmtime=warn,cranelift=warn",
     };
     if let Err(e) = logging::init(cli.log_format, default_filter) {
@@ -66,6 +66,17 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Command::Check(args) => {
                 let ok = switchboard::app::check::check(&args.paths, &args.cache.cache()).await?;
                 Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
+            Command::Test(args) => {
+                let options = args.options()?;
+                let ok = switchboard::app::test::test(&args.plugin, &args.transcripts, options, &args.cache.cache()).await?;
+                Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
+            Command::New(args) => {
+                let (lang, world) = args.kind();
+                let created = switchboard::app::new::new_project(std::path::Path::new("."), &args.name, lang, world)?;
+                print!("{created}");
+                Ok(ExitCode::SUCCESS)
             }
             Command::Status(args) => {
                 let action = args.action.as_ref().map(cli::StatusAction::request);

@@ -124,10 +124,11 @@ pub fn build(root: &Path, target: &Path, need: Need) -> Result<()> {
     Ok(())
 }
 
-/// Runs the Python SDK's native unit tests (`cargo xtask test`).
+/// Runs the Python SDK's native unit tests (`cargo xtask test`): framing, and Connection over stand-in bindings.
 pub fn test(root: &Path) -> Result<()> {
     // -B: no __pycache__ in the source tree.
-    run(Command::new("python3").current_dir(root).args(["-B", "plugins/python/tests/test_framing.py"]))
+    run(Command::new("python3").current_dir(root).args(["-B", "plugins/python/tests/test_framing.py"]))?;
+    run(Command::new("python3").current_dir(root).args(["-B", "plugins/python/tests/test_connection.py"]))
 }
 
 /// A virtualenv with the pinned componentize-py; returns the path of its executable.

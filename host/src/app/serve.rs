@@ -24,6 +24,7 @@ use crate::instance::cache::ArtifactCache;
 use crate::instance::capacity::{self, CapacityError, KernelLimits};
 use crate::instance::runtime::{Runtime, RuntimeOptions};
 use crate::listener::Shared;
+use crate::session::record::Recorders;
 use crate::session::stream::CLOSE_GRACE;
 use crate::util::error::Chain;
 
@@ -52,6 +53,15 @@ pub enum StartError {
     /// A configuration file is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The `--record` directory cannot be created.
+    #[error("--record {}: cannot create the directory", path.display())]
+    Record {
+        /// The directory given.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The plugin folders cannot be watched.
     #[error("cannot watch for plugin changes")]
     Watch(#[source] notify::Error),
@@ -140,12 +150,18 @@ pub async fn serve(
     let connections = config.admission.max_connections as u64;
     capacity::check(u64::from(runtime.max_instances), connections, KernelLimits::read())?;
     let rt = Runtime::new(runtime).map_err(|e| StartError::Runtime(e.into()))?;
+    let recorders = Recorders::default();
     let shared = Shared {
         rt,
         admission: Admission::new(config.admission.clone()),
         draining: CancellationToken::new(),
         close_all: CancellationToken::new(),
         tracker: TaskTracker::new(),
+        record: match &config.record {
+            Some(path) => Some(recorders.get(path).map_err(|source| StartError::Record { path: path.clone(), source })?),
+            None => None,
+        },
+        recorders,
     };
     let stop = CancellationToken::new();
     let registry = Registry::new(shared.clone(), stop.clone(), sources, config.limits, config.udp, overrides(&config))?;

@@ -48,6 +48,9 @@ pub struct PluginConfig {
     /// Limit overrides.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Record each TCP connection as a transcript in this directory (as `serve --record`
+    /// does for every plugin).
+    pub record: Option<PathBuf>,
 }
 
 /// Per-plugin limit overrides (the serve flags of the same names).
@@ -150,6 +153,9 @@ impl PluginConfig {
         if let Some(p) = &self.path {
             self.path = Some(base.join(p));
         }
+        if let Some(record) = &self.record {
+            self.record = Some(base.join(record));
+        }
     }
 
     /// Checks what can be checked without loading the plugin.
@@ -174,6 +180,9 @@ impl PluginConfig {
         }
         if over.dir.is_some() {
             self.dir = over.dir.clone();
+        }
+        if over.record.is_some() {
+            self.record = over.record.clone();
         }
         self.settings.extend(over.settings.iter().map(|(k, v)| (k.clone(), v.clone())));
         let (l, o) = (&mut self.limits, &over.limits);

@@ -106,6 +106,8 @@ pub struct ServeConfig {
     pub hub: HubBackend,
     /// The admin endpoint's token, dial rules and getfile client.
     pub admin_options: AdminOptions,
+    /// `--record DIR`: each TCP connection's transcript is written there.
+    pub record: Option<PathBuf>,
 }
 
 /// How the admin endpoint guards what it does.
@@ -137,6 +139,7 @@ impl Default for ServeConfig {
             admin: None,
             hub: HubBackend::InProcess,
             admin_options: AdminOptions::default(),
+            record: None,
         }
     }
 }

@@ -22,58 +22,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::sources::Sources;
 
+mod error;
 mod operator;
 use crate::config::file::{read_config_file, read_serve_table, sidecar_of};
-use crate::config::{ConfigError, ConfigProblem, Limits, Listen, ListenError, PluginConfig, ServeTable, UdpOptions, not_a_directory};
-use crate::instance::LoadError;
+use crate::config::{ConfigError, ConfigProblem, Limits, Listen, PluginConfig, ServeTable, UdpOptions, not_a_directory};
 use crate::instance::cache::Origin;
 use crate::instance::grants::{DirGrant, Grants, Stdio};
 use crate::instance::plugin::{Plugin, PluginFile};
-use crate::listener::{BoundListener, ListenerError, Paused, Shared, bind, check_world};
+use crate::listener::{BoundListener, Paused, Shared, bind, check_world};
 use crate::service::Service;
+use crate::session::record::RecordDir;
+pub use error::ReloadError;
 pub(crate) use operator::OperatorError;
-
-/// Why a change to a plugin was rejected.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// A configuration file (sidecar or `--config`) is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The component did not load.
-    #[error("{}", path.display())]
-    Load {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: LoadError,
-    },
-    /// A plugin's own `describe().listen` is not a listener address.
-    #[error("plugin {plugin}: its describe().listen has a bad entry")]
-    DefaultListen {
-        /// Plugin name.
-        plugin: String,
-        /// The parse error.
-        #[source]
-        source: ListenError,
-    },
-    /// A plugin has nowhere to listen.
-    #[error("plugin {0}: no listeners: give PATH@LISTEN (its describe().listen is empty)")]
-    NoListeners(String),
-    /// The directory its configuration grants is not there.
-    #[error("plugin {plugin}: the directory it is granted, {}: {reason}", path.display())]
-    BadDir {
-        /// Plugin name.
-        plugin: String,
-        /// The directory.
-        path: PathBuf,
-        /// Why it cannot be granted.
-        reason: &'static str,
-    },
-    /// A listener could not be started.
-    #[error(transparent)]
-    Listener(#[from] ListenerError),
-}
 
 /// What [`Registry::apply`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +105,7 @@ pub(crate) struct Reloads {
 /// How a plugin will be served once its new version is swapped in.
 struct Prepared {
     plugin: Arc<Plugin>,
+    record: Option<RecordDir>,
     config: PluginConfig,
     listens: Vec<Listen>,
     fresh: Vec<(Listen, BoundListener)>,
@@ -266,6 +227,14 @@ impl Registry {
         {
             return Err(ReloadError::BadDir { plugin: name.to_string(), path: dir.clone(), reason });
         }
+        let record = match &config.record {
+            Some(dir) => Some(self.shared.recorders.get(dir).map_err(|source| ReloadError::Record {
+                plugin: name.to_string(),
+                path: dir.clone(),
+                source,
+            })?),
+            None => None,
+        };
         let load_error = |source| ReloadError::Load { path: path.to_path_buf(), source };
         let file = PluginFile::read(path).await.map_err(load_error)?;
         let current: Option<Vec<Listen>> = {
@@ -307,12 +276,12 @@ impl Registry {
                 fresh.push((listen.clone(), bind(&plugin, listen.clone(), self.udp).await?));
             }
         }
-        Ok(Some(Prepared { plugin, config, listens, fresh }))
+        Ok(Some(Prepared { plugin, record, config, listens, fresh }))
     }
 
     /// Swaps a prepared version in (or serves a new plugin) and starts its new listeners.
     fn commit(&self, name: &str, prepared: Prepared) -> Change {
-        let Prepared { plugin, config, listens, fresh } = prepared;
+        let Prepared { plugin, record, config, listens, fresh } = prepared;
         let max_connections = config.limits.max_connections.unwrap_or(0);
         let (world, version, hash, cached) =
             (plugin.world.name(), plugin.info.version.clone(), plugin.sha256.clone(), plugin.origin == Origin::Cached);
@@ -354,6 +323,7 @@ impl Registry {
                 (service, Change::Loaded)
             }
         };
+        service.set_record(record);
         let entry = entries.get_mut(name).expect("inserted or found above");
         for (listen, bound) in fresh {
             let (token, paused, url) = (service.listener_token(), Paused::default(), bound.url());

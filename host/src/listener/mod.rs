@@ -22,6 +22,7 @@ use crate::config::{Listen, UdpOptions};
 use crate::instance::plugin::Plugin;
 use crate::instance::runtime::Runtime;
 use crate::service::Service;
+use crate::session::record::{RecordDir, Recorders};
 
 /// A listener's pause switch (the admin API's pause/resume): while set, it stops taking
 /// new conversations; open ones go on.
@@ -41,6 +42,11 @@ pub(crate) struct Shared {
     pub(crate) close_all: CancellationToken,
     /// Tracks every task, for the drain at shutdown.
     pub(crate) tracker: TaskTracker,
+    /// `--record DIR`: where each TCP connection's transcript goes; `None`: not recorded
+    /// (unless its plugin's own `record` says where).
+    pub(crate) record: Option<RecordDir>,
+    /// The record directories plugins' `record` settings name.
+    pub(crate) recorders: Recorders,
 }
 
 impl Shared {

@@ -73,6 +73,14 @@ fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &A
     let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
     let (plugin, rt, task_service, task_stats) = (service.current(), shared.rt.clone(), service.clone(), stats.clone());
     let closer = Closer::new();
+    let record = service.record().or_else(|| shared.record.clone());
+    let recording = record.and_then(|dir| match dir.start(&plugin.name, &plugin.info.version, &info) {
+        Ok(recording) => Some(recording),
+        Err(e) => {
+            tracing::warn!(plugin = %plugin.name, id = info.id, "not recording this connection: {e}");
+            None
+        }
+    });
     let (entry, registered) = service.register(&info, &plugin, &closer);
     let talk = {
         let (closer, entry) = (closer.clone(), entry.clone());
@@ -81,7 +89,13 @@ fn start(socket: TcpStream, peer: std::net::SocketAddr, local: &str, service: &A
             let activity = Activity::counted(task_stats.traffic.clone());
             let measures =
                 Measures { activity: activity.clone(), instantiation: Some(&task_stats.instantiation), table: Some(&entry.meters) };
-            let outcome = run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer.clone(), Pace::Client, measures).await;
+            let outcome = match recording {
+                // A recorded connection goes through the tee; the rest pay nothing for it.
+                Some(rec) => {
+                    run_stream(&rt, &plugin, info.clone(), rec.tee(socket.into_split()), closer.clone(), Pace::Client, measures).await
+                }
+                None => run_stream(&rt, &plugin, info.clone(), socket.into_split(), closer.clone(), Pace::Client, measures).await,
+            };
             open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));
             task_service.account(&info, &outcome);
         }

@@ -18,6 +18,7 @@ use crate::instance::LimitHit;
 use crate::instance::lane::{LaneMoves, QUARANTINE, Quarantine};
 use crate::instance::plugin::Plugin;
 use crate::session::Outcome;
+use crate::session::record::RecordDir;
 use accounting::{Counters, ListenerStats};
 use connections::{Connection, Connections};
 
@@ -37,6 +38,8 @@ pub(crate) struct Service {
     pub(crate) lane_moves: Arc<LaneMoves>,
     /// Its open conversations.
     pub(crate) connections: Connections,
+    /// Where its plugin's `record` setting records each TCP connection, if it has one.
+    record: RwLock<Option<RecordDir>>,
 }
 
 /// Keeps a conversation in its service's connection table until dropped.
@@ -64,7 +67,18 @@ impl Service {
             quarantine: Quarantine::default(),
             lane_moves: Arc::default(),
             connections: Connections::default(),
+            record: RwLock::new(None),
         })
+    }
+
+    /// Where new connections are recorded by the plugin's own `record` setting.
+    pub(crate) fn record(&self) -> Option<RecordDir> {
+        self.record.read().clone()
+    }
+
+    /// Sets (or clears) where new connections are recorded.
+    pub(crate) fn set_record(&self, record: Option<RecordDir>) {
+        *self.record.write() = record;
     }
 
     /// Enters a conversation starting now into the connection table; it leaves the table

@@ -41,8 +41,13 @@ try:
     from wit_world.imports import hub
     from wit_world.imports.poll import poll
     from wit_world.imports.streams import StreamError_Closed
-except ImportError:
-    pass  # the datagram-plugin world has no streams and no hub: plugin_info and setting still work
+
+    _NO_STREAMS = None
+except ImportError as e:
+    # The datagram-plugin world has no streams and no hub: plugin_info and setting still
+    # work, and Connection, Room and serve say why they cannot (see _need_streams).
+    hub = poll = StreamError_Closed = None
+    _NO_STREAMS = e
 
 from .framing import LineSplitter
 
@@ -65,6 +70,17 @@ def plugin_info(name, version, summary, listen):
 def setting(key, default):
     """A setting (an environment variable the operator set), or ``default`` if unset."""
     return os.environ.get(key, default)
+
+
+def _need_streams(what):
+    """Raises a clear ``ImportError`` if this component's world lacks the streams and the
+    hub that ``what`` needs (instead of a ``NameError`` deep inside it later)."""
+    if _NO_STREAMS is not None:
+        raise ImportError(
+            f"switchboard_sdk.{what} needs the wasi streams and the hub, which this component's WIT world "
+            f"does not import ({_NO_STREAMS}): build it with `componentize-py -w stream-plugin` "
+            "(or full-plugin); a datagram-plugin can use only plugin_info and setting"
+        ) from _NO_STREAMS
 
 
 def _stream_error(err):
@@ -107,11 +123,13 @@ class Connection(_Holder):
 
     ``recv`` returns ``b""`` at the end of the peer's stream. Writes go out as the host
     accepts them (it applies backpressure when the peer does not read); ``sendall``
-    writes and flushes. A reset connection raises ``ConnectionResetError``, writing to a
+    writes all and flushes, ``send`` writes what the host takes at once and returns the
+    count, like ``socket.send``. A reset connection raises ``ConnectionResetError``, writing to a
     closed one ``BrokenPipeError``.
     """
 
     def __init__(self, info, input, output):
+        _need_streams("Connection")
         #: The host's ``connection-info`` (``id``, ``transport``, ``role``, ``peer``, ``local``).
         self.info = info
         self._input = input
@@ -129,9 +147,9 @@ class Connection(_Holder):
 
     # -- reading ---------------------------------------------------------------
 
-    def fill(self):
-        """The bytes received and not yet consumed, reading from the host (blocking) only
-        if there are none; ``b""`` at the end of the stream. Pair with :meth:`consume`."""
+    def _more(self):
+        """Whether unconsumed bytes are buffered, reading from the host (blocking) only if
+        there are none; ``False`` at the end of the stream."""
         while self._pos == len(self._buf) and not self._eof:
             try:
                 self._buf = self._input.blocking_read(READ_CHUNK)
@@ -141,7 +159,17 @@ class Connection(_Holder):
                     self._eof = True
                 else:
                     raise _stream_error(e) from None
-        return self._buf[self._pos:] if self._pos else self._buf
+        return self._pos < len(self._buf)
+
+    def fill(self):
+        """The bytes received and not yet consumed, reading from the host (blocking) only
+        if there are none; empty at the end of the stream. Pair with :meth:`consume`.
+
+        A ``memoryview`` of the SDK's buffer, so nothing is copied: valid until the next
+        read, ``bytes(view)`` keeps it."""
+        if not self._more():
+            return memoryview(b"")
+        return memoryview(self._buf)[self._pos :]
 
     def consume(self, n):
         """Marks ``n`` bytes of :meth:`fill`'s result as used."""
@@ -149,29 +177,34 @@ class Connection(_Holder):
 
     def recv(self, bufsize=READ_CHUNK):
         """At most ``bufsize`` bytes, as soon as any are there; ``b""`` at the end."""
-        data = self.fill()[:bufsize]
-        self.consume(len(data))
-        return data
+        if bufsize <= 0 or not self._more():
+            return b""
+        start, end = self._pos, min(len(self._buf), self._pos + bufsize)
+        self._pos = end
+        return self._buf if start == 0 and end == len(self._buf) else self._buf[start:end]
 
     read = recv
 
     def readline(self, limit=-1):
         """One line including its ``\\n`` (``b""`` at the end of the stream, the unterminated
         rest just before it). With ``limit`` >= 0, at most ``limit`` bytes are returned,
-        like ``io.BufferedReader.readline``: check for the ``\\n`` to see whether it ended."""
-        line = b""
-        while limit < 0 or len(line) < limit:
-            chunk = self.fill()
-            if not chunk:
+        like ``io.BufferedReader.readline``: check for the ``\\n`` to see whether it ended.
+
+        Each byte received is copied once, into the line it belongs to: many short lines
+        in one 64 KiB read cost no more than one long one."""
+        parts = []
+        size = 0
+        while (limit < 0 or size < limit) and self._more():
+            buf, start = self._buf, self._pos
+            stop = len(buf) if limit < 0 else min(len(buf), start + limit - size)
+            newline = buf.find(b"\n", start, stop)
+            end = newline + 1 if newline >= 0 else stop
+            parts.append(buf[start:end])
+            size += end - start
+            self._pos = end
+            if newline >= 0:
                 break
-            end = chunk.find(b"\n") + 1 or len(chunk)
-            if limit >= 0:
-                end = min(end, limit - len(line))
-            line += chunk[:end]
-            self.consume(end)
-            if line.endswith(b"\n"):
-                break
-        return line
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def wait(self, room):
         """Blocks until input can be read or a message waits in ``room``: :data:`INPUT`
@@ -213,7 +246,22 @@ class Connection(_Holder):
         self.write(data)
         self.flush()
 
-    send = sendall
+    def send(self, data):
+        """Writes as much of ``data`` as the host takes at once (waiting until it takes
+        some), flushes it, and returns how many bytes that was, like a socket's ``send``:
+        a large ``data`` may be sent in part. ``0`` for empty ``data``."""
+        view = memoryview(data)
+        if not view:
+            return 0
+        while (permit := self._check_write()) == 0:
+            self._output_ready.block()
+        n = min(len(view), permit)
+        try:
+            self._output.write(bytes(view[:n]))
+        except Err as e:
+            raise _stream_error(e) from None
+        self.flush()
+        return n
 
     def _check_write(self):
         try:
@@ -241,15 +289,16 @@ class HubError(Exception):
         super().__init__(self.reason)
 
 
-try:
-    _HUB_ERRORS = {
+_HUB_ERRORS = (
+    {
         hub.HubError.NAME_TOO_LONG: "name-too-long",
         hub.HubError.MESSAGE_TOO_LARGE: "message-too-large",
         hub.HubError.TOO_MANY_MEMBERS: "too-many-members",
         hub.HubError.OVER_BUDGET: "over-budget",
     }
-except NameError:
-    _HUB_ERRORS = {}  # the datagram-plugin world has no hub
+    if hub is not None
+    else {}  # the datagram-plugin world has no hub
+)
 
 
 class Room(_Holder):
@@ -262,6 +311,7 @@ class Room(_Holder):
     """
 
     def __init__(self, name):
+        _need_streams("Room")
         try:
             self._member = hub.Member.join(name)
         except Err as e:
@@ -318,6 +368,7 @@ def serve(handle, info, input, output):
     ``OSError`` by its message, anything else with its traceback printed to the host log
     first.
     """
+    _need_streams("serve")
     conn = Connection(info, input, output)
     try:
         failure = None
