@@ -69,10 +69,7 @@ pub fn build(root: &Path, target: &Path) -> Result<()> {
         let _ = std::fs::remove_dir_all(&work);
         let gen_dir = work.join("bindings");
         std::fs::create_dir_all(&gen_dir)?;
-        run(Command::new(&wit_bindgen)
-            .current_dir(root)
-            .args(["c", "--world", plugin.world, "wit", "--out-dir"])
-            .arg(&gen_dir))?;
+        run(Command::new(&wit_bindgen).current_dir(root).args(["c", "--world", plugin.world, "wit", "--out-dir"]).arg(&gen_dir))?;
         let mut sources = c_files(&root.join(plugin.source))?;
         sources.extend(c_files(&gen_dir)?);
         let core = work.join("core.wasm");
