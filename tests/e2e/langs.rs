@@ -5,7 +5,7 @@
 //! for these components unless the host's compile cache has them), so there are few.
 
 use crate::chat::{commands, five_client_transcript, ipv4_and_ipv6_clients_show_their_own_addresses};
-use crate::echo::{pure_echo, seed_transcript};
+use crate::echo::{pure_echo, seed_client_script, seed_transcript};
 use crate::support::{plugin, run};
 
 #[test]
@@ -41,6 +41,11 @@ fn javascript_echo_seed_transcript() {
 #[test]
 fn c_echo_seed_transcript() {
     seed_transcript(&plugin("echo-c"));
+}
+
+#[test]
+fn c_echo_answers_the_seed_client_script() {
+    seed_client_script(&plugin("echo-c"));
 }
 
 #[test]

@@ -75,7 +75,18 @@ pub fn build(root: &Path, target: &Path) -> Result<()> {
         let core = work.join("core.wasm");
         let mut cc = Command::new(venv.join("bin/python"));
         cc.current_dir(root)
-            .args(["-m", "ziglang", "cc", "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wl,--strip-debug", "-Wall", "-Werror", "-I"])
+            .args([
+                "-m",
+                "ziglang",
+                "cc",
+                "--target=wasm32-wasi",
+                "-mexec-model=reactor",
+                "-O2",
+                "-Wl,--strip-debug",
+                "-Wall",
+                "-Werror",
+                "-I",
+            ])
             .arg(&gen_dir)
             .args(&sources)
             .arg(gen_dir.join(format!("{}_component_type.o", plugin.world.replace('-', "_"))))
