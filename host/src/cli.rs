@@ -344,6 +344,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PREFIX", default_value = defaults::HUB_PREFIX, requires = "hub")]
     pub hub_prefix: String,
 
+    /// Set SO_REUSEPORT on every TCP and UDP listener, so a second `serve` can bind the
+    /// same ports while this one runs (the zero-downtime upgrade: start the new process,
+    /// then SIGTERM the old one, which drains). Both must be started with it.
+    #[arg(long)]
+    pub reuse_port: bool,
+
     /// Record each TCP connection's bytes both ways as a transcript,
     /// DIR/PLUGIN-ID.transcript, that `switchboard test` replays (DIR is created).
     #[arg(long, value_name = "DIR")]
@@ -448,6 +454,7 @@ impl ServeArgs {
                 Some(url) => HubBackend::Redis(RedisHub { prefix: self.hub_prefix, ..RedisHub::new(url) }),
             },
             record: self.record,
+            reuse_port: self.reuse_port,
             admin_options: AdminOptions {
                 token_file: self.admin_token_file,
                 dial_allow: self.admin_dial_allow,

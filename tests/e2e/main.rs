@@ -4,6 +4,7 @@
 //! Plugins come from `plugins/` and fixtures from `$SWITCHBOARD_FIXTURES`; both are built
 //! by `cargo xtask test`, which is how this suite is meant to run.
 
+mod activation;
 mod admin;
 mod browser;
 mod budgets;

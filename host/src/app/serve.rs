@@ -23,7 +23,7 @@ use crate::instance::LoadError;
 use crate::instance::cache::ArtifactCache;
 use crate::instance::capacity::{self, CapacityError, KernelLimits};
 use crate::instance::runtime::{Runtime, RuntimeOptions};
-use crate::listener::Shared;
+use crate::listener::{BindOptions, Shared};
 use crate::session::record::Recorders;
 use crate::session::stream::CLOSE_GRACE;
 use crate::util::error::Chain;
@@ -131,6 +131,7 @@ pub async fn serve(
         // The command line wins over the file's [serve] table.
         let table = crate::config::file::read_serve_table(path)?;
         config.admin = config.admin.or(table.admin);
+        config.reuse_port |= table.reuse_port.unwrap_or(false);
         if let (HubBackend::InProcess, Some(url)) = (&config.hub, table.hub) {
             let prefix = table.hub_prefix.unwrap_or_else(|| defaults::HUB_PREFIX.to_string());
             config.hub = HubBackend::Redis(RedisHub { url, prefix });
@@ -164,7 +165,14 @@ pub async fn serve(
         recorders,
     };
     let stop = CancellationToken::new();
-    let registry = Registry::new(shared.clone(), stop.clone(), sources, config.limits, config.udp, overrides(&config))?;
+    let registry = Registry::new(
+        shared.clone(),
+        stop.clone(),
+        sources,
+        config.limits,
+        BindOptions { udp: config.udp, reuse_port: config.reuse_port },
+        overrides(&config),
+    )?;
 
     // Up before the plugins load, so /readyz says 503 while they do.
     let drain_requested = CancellationToken::new();

@@ -108,6 +108,9 @@ pub struct ServeConfig {
     pub admin_options: AdminOptions,
     /// `--record DIR`: each TCP connection's transcript is written there.
     pub record: Option<PathBuf>,
+    /// `--reuse-port`: TCP and UDP listeners set `SO_REUSEPORT`, so another `serve` can
+    /// bind the same ports (start the new one, then SIGTERM the old one: it drains).
+    pub reuse_port: bool,
 }
 
 /// How the admin endpoint guards what it does.
@@ -140,6 +143,7 @@ impl Default for ServeConfig {
             hub: HubBackend::InProcess,
             admin_options: AdminOptions::default(),
             record: None,
+            reuse_port: false,
         }
     }
 }

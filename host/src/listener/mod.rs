@@ -3,6 +3,7 @@
 //! [`tcp`], [`udp`] and [`serial`], which all start conversations the same way
 //! ([`conversation`]).
 
+pub(crate) mod activation;
 pub(crate) mod conversation;
 pub(crate) mod serial;
 pub(crate) mod tcp;
@@ -151,6 +152,12 @@ pub(crate) fn check_world(plugin: &Plugin, listen: &Listen) -> Result<(), Listen
         Listen::Tcp { .. } => (plugin.world.streams(), STREAMS, "TCP"),
         Listen::Serial { .. } => (plugin.world.streams(), STREAMS, "a serial line"),
         Listen::Udp { .. } => (plugin.world.datagrams(), DATAGRAMS, "UDP"),
+        Listen::Systemd { name } => match activation::kind(name) {
+            Some(activation::Kind::Stream) => (plugin.world.streams(), STREAMS, "TCP"),
+            Some(activation::Kind::Datagram) => (plugin.world.datagrams(), DATAGRAMS, "UDP"),
+            // No such socket: binding says so.
+            None => (true, STREAMS, "TCP"),
+        },
     };
     if ok {
         return Ok(());
@@ -164,13 +171,35 @@ pub(crate) fn check_world(plugin: &Plugin, listen: &Listen) -> Result<(), Listen
     })
 }
 
-/// Binds (or opens) one listener for `plugin`.
-pub(crate) async fn bind(plugin: &Plugin, listen: Listen, udp_options: UdpOptions) -> Result<BoundListener, ListenerError> {
+/// How listeners are bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BindOptions {
+    /// Settings of every UDP listener.
+    pub(crate) udp: UdpOptions,
+    /// `--reuse-port`: set `SO_REUSEPORT` before binding TCP and UDP listeners, so
+    /// several processes can serve one port (the kernel spreads connections over them).
+    pub(crate) reuse_port: bool,
+}
+
+/// Binds (or opens, or adopts from systemd) one listener for `plugin`.
+pub(crate) async fn bind(plugin: &Plugin, listen: Listen, options: BindOptions) -> Result<BoundListener, ListenerError> {
     check_world(plugin, &listen)?;
     let bind_error = |source| ListenerError::Bind { plugin: plugin.name.to_string(), listen: listen.clone(), source };
     match &listen {
-        Listen::Tcp { host, port } => tcp::bind(host, *port).await.map(BoundListener::Tcp).map_err(bind_error),
-        Listen::Udp { host, port } => udp::bind(host, *port, udp_options).await.map(BoundListener::Udp).map_err(bind_error),
+        Listen::Tcp { host, port } => tcp::bind(host, *port, options.reuse_port).await.map(BoundListener::Tcp).map_err(bind_error),
+        Listen::Udp { host, port } => {
+            udp::bind(host, *port, options.udp, options.reuse_port).await.map(BoundListener::Udp).map_err(bind_error)
+        }
         Listen::Serial { device, baud } => serial::open(device, *baud).await.map(BoundListener::Serial).map_err(bind_error),
+        Listen::Systemd { name } => adopt(name, options.udp).map_err(bind_error),
+    }
+}
+
+/// The socket systemd passed as `name`, as a TCP or UDP listener.
+fn adopt(name: &str, udp_options: UdpOptions) -> std::io::Result<BoundListener> {
+    let (fd, kind) = activation::take(name)?;
+    match kind {
+        activation::Kind::Stream => Ok(BoundListener::Tcp(TcpListener::from_std(std::net::TcpListener::from(fd))?)),
+        activation::Kind::Datagram => udp::adopt(std::net::UdpSocket::from(fd), udp_options).map(BoundListener::Udp),
     }
 }

@@ -22,14 +22,18 @@ use crate::util::backoff::Backoff;
 /// thousands of clients connect at once, and every overflow costs a client a 1 s SYN retry.
 pub const BACKLOG: u32 = 4096;
 
-/// Binds `host:port` (the first address it resolves to).
-pub(crate) async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+/// Binds `host:port` (the first address it resolves to); with `reuse_port`, other
+/// sockets with `SO_REUSEPORT` may bind it too.
+pub(crate) async fn bind(host: &str, port: u16, reuse_port: bool) -> std::io::Result<TcpListener> {
     let addr = tokio::net::lookup_host((host, port))
         .await?
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} resolves to no address")))?;
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }

@@ -67,9 +67,30 @@ impl UdpListener {
     }
 }
 
-/// Binds `host:port`.
-pub(crate) async fn bind(host: &str, port: u16, options: UdpOptions) -> io::Result<UdpListener> {
-    let socket = UdpSocket::bind((host, port)).await?;
+/// Binds `host:port` (the first address it resolves to); with `reuse_port`, other
+/// sockets with `SO_REUSEPORT` may bind it too.
+pub(crate) async fn bind(host: &str, port: u16, options: UdpOptions, reuse_port: bool) -> io::Result<UdpListener> {
+    if !reuse_port {
+        let socket = UdpSocket::bind((host, port)).await?;
+        return adopt_tokio(socket, options);
+    }
+    let addr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} resolves to no address")))?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    adopt(socket.into(), options)
+}
+
+/// Serves a UDP socket that is already bound (passed by systemd, or bound with options).
+pub(crate) fn adopt(socket: std::net::UdpSocket, options: UdpOptions) -> io::Result<UdpListener> {
+    socket.set_nonblocking(true)?;
+    adopt_tokio(UdpSocket::from_std(socket)?, options)
+}
+
+fn adopt_tokio(socket: UdpSocket, options: UdpOptions) -> io::Result<UdpListener> {
     let own_address = OwnAddr::register(socket.local_addr()?);
     Ok(UdpListener { socket, options, own_address })
 }
