@@ -350,6 +350,13 @@ pub struct ServeArgs {
     #[arg(long)]
     pub reuse_port: bool,
 
+    /// Become this user (and its group) once the listeners named at start are bound, so
+    /// ports below 1024 need root only to bind. Needs root. Plugin files, the plugins
+    /// folder and the cache directory must be readable (the cache writable) by that user
+    /// for reloads; a listener added later binds as that user.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
     /// Record each TCP connection's bytes both ways as a transcript,
     /// DIR/PLUGIN-ID.transcript, that `switchboard test` replays (DIR is created).
     #[arg(long, value_name = "DIR")]
@@ -455,6 +462,7 @@ impl ServeArgs {
             },
             record: self.record,
             reuse_port: self.reuse_port,
+            user: self.user,
             admin_options: AdminOptions {
                 token_file: self.admin_token_file,
                 dial_allow: self.admin_dial_allow,

@@ -18,6 +18,7 @@ mod limits;
 mod metrics;
 mod multihost;
 mod new;
+mod privileges;
 mod reload;
 mod running;
 mod serial;

@@ -206,6 +206,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal (e.g. `libc::SIGTERM`) to the server.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.

@@ -44,6 +44,9 @@ pub enum StartError {
     /// The kernel's limits cannot hold the connections asked for.
     #[error(transparent)]
     Capacity(#[from] CapacityError),
+    /// `--user` cannot be honoured.
+    #[error(transparent)]
+    Privileges(#[from] crate::app::privileges::PrivilegeError),
     /// No plugin was given.
     #[error("no plugins to serve: give --plugin PATH, --plugins DIR or --config FILE")]
     NoPlugins,
@@ -137,6 +140,8 @@ pub async fn serve(
             config.hub = HubBackend::Redis(RedisHub { url, prefix });
         }
     }
+    // Looked up before anything is bound: a typo fails the start at once.
+    let user = config.user.as_deref().map(crate::app::privileges::Target::lookup).transpose()?;
     let sources = sources(&config)?;
     // The pool holds every admitted connection's instance, plus room for describe() calls.
     let runtime = RuntimeOptions {
@@ -200,6 +205,10 @@ pub async fn serve(
     }
     if registry.services().is_empty() && registry.sources().dir.is_none() {
         return Err(StartError::NoPlugins);
+    }
+    // Every listener named at start (and the admin endpoint) holds its socket now.
+    if let Some(user) = &user {
+        user.switch()?;
     }
     started(&registry, &rejected, &config);
     let systemd = tokio::spawn(systemd::ready_when_served(registry.clone(), stop.clone()));

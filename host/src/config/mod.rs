@@ -111,6 +111,8 @@ pub struct ServeConfig {
     /// `--reuse-port`: TCP and UDP listeners set `SO_REUSEPORT`, so another `serve` can
     /// bind the same ports (start the new one, then SIGTERM the old one: it drains).
     pub reuse_port: bool,
+    /// `--user NAME`: the user to become once the listeners are bound.
+    pub user: Option<String>,
 }
 
 /// How the admin endpoint guards what it does.
@@ -144,6 +146,7 @@ impl Default for ServeConfig {
             admin_options: AdminOptions::default(),
             record: None,
             reuse_port: false,
+            user: None,
         }
     }
 }
