@@ -350,6 +350,12 @@ pub struct ServeArgs {
     #[arg(long)]
     pub reuse_port: bool,
 
+    /// A listener on an IPv6 address (`[::]:PORT`) takes IPv6 clients only. Without it
+    /// such a listener is dual-stack (IPv4 clients arrive as ::ffff:a.b.c.d), whatever the
+    /// host's net.ipv6.bindv6only says.
+    #[arg(long)]
+    pub ipv6_only: bool,
+
     /// Become this user (and its group) once the listeners named at start are bound, so
     /// ports below 1024 need root only to bind. Needs root. Plugin files, the plugins
     /// folder and the cache directory must be readable (the cache writable) by that user
@@ -462,6 +468,7 @@ impl ServeArgs {
             },
             record: self.record,
             reuse_port: self.reuse_port,
+            ipv6_only: self.ipv6_only,
             user: self.user,
             admin_options: AdminOptions {
                 token_file: self.admin_token_file,

@@ -1,4 +1,5 @@
-//! Socket activation (`systemd:NAME` listeners, served from sockets systemd passes) and
+//! How listeners are exposed: socket activation (`systemd:NAME` listeners, served from
+//! sockets systemd passes), `--ipv6-only` against dual-stack, and
 //! `--reuse-port` (two `serve` processes on one port), with Debian's
 //! `systemd-socket-activate` standing in for systemd (.ci/run installs the systemd package).
 
@@ -137,4 +138,20 @@ fn with_reuse_port_a_second_serve_shares_the_port_and_takes_over_when_the_first_
     let (code, _, stderr) = run(&["serve", "--plugin", &format!("{}@{addr}", plugin("echo").display())]);
     assert_ne!(code, 0);
     assert!(stderr.contains("Address already in use"), "{stderr}");
+}
+
+#[test]
+fn an_ipv6_listener_is_dual_stack_unless_ipv6_only() {
+    let echo = format!("{}@[::]:0", plugin("echo").display());
+    let dual = Server::start(&["--plugin", &echo], 1);
+    let port = dual.addr(0).port();
+    seed_echo_client(SocketAddr::from(([127, 0, 0, 1], port)), &[b"over IPv4"]);
+    seed_echo_client(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)), &[b"over IPv6"]);
+    drop(dual);
+
+    let only = Server::start(&["--plugin", &echo, "--ipv6-only"], 1);
+    let port = only.addr(0).port();
+    seed_echo_client(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)), &[b"over IPv6"]);
+    let refused = std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    assert!(refused.is_err(), "an IPv4 client reached an --ipv6-only listener");
 }

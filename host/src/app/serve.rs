@@ -23,7 +23,7 @@ use crate::instance::LoadError;
 use crate::instance::cache::ArtifactCache;
 use crate::instance::capacity::{self, CapacityError, KernelLimits};
 use crate::instance::runtime::{Runtime, RuntimeOptions};
-use crate::listener::{BindOptions, Shared};
+use crate::listener::{BindOptions, Shared, SocketOptions};
 use crate::session::record::Recorders;
 use crate::session::stream::CLOSE_GRACE;
 use crate::util::error::Chain;
@@ -135,6 +135,7 @@ pub async fn serve(
         let table = crate::config::file::read_serve_table(path)?;
         config.admin = config.admin.or(table.admin);
         config.reuse_port |= table.reuse_port.unwrap_or(false);
+        config.ipv6_only |= table.ipv6_only.unwrap_or(false);
         if let (HubBackend::InProcess, Some(url)) = (&config.hub, table.hub) {
             let prefix = table.hub_prefix.unwrap_or_else(|| defaults::HUB_PREFIX.to_string());
             config.hub = HubBackend::Redis(RedisHub { url, prefix });
@@ -175,7 +176,7 @@ pub async fn serve(
         stop.clone(),
         sources,
         config.limits,
-        BindOptions { udp: config.udp, reuse_port: config.reuse_port },
+        BindOptions { udp: config.udp, socket: SocketOptions { reuse_port: config.reuse_port, ipv6_only: config.ipv6_only } },
         overrides(&config),
     )?;
 

@@ -234,6 +234,8 @@ pub struct ServeTable {
     pub hub_prefix: Option<String>,
     /// `--reuse-port`.
     pub reuse_port: Option<bool>,
+    /// `--ipv6-only`.
+    pub ipv6_only: Option<bool>,
 }
 
 /// A whole `--config` file: `[serve]` and one table per plugin. Deserialised key by

@@ -111,6 +111,8 @@ pub struct ServeConfig {
     /// `--reuse-port`: TCP and UDP listeners set `SO_REUSEPORT`, so another `serve` can
     /// bind the same ports (start the new one, then SIGTERM the old one: it drains).
     pub reuse_port: bool,
+    /// `--ipv6-only`: IPv6 listeners take IPv6 only (default: dual-stack).
+    pub ipv6_only: bool,
     /// `--user NAME`: the user to become once the listeners are bound.
     pub user: Option<String>,
 }
@@ -146,6 +148,7 @@ impl Default for ServeConfig {
             admin_options: AdminOptions::default(),
             record: None,
             reuse_port: false,
+            ipv6_only: false,
             user: None,
         }
     }
