@@ -354,6 +354,25 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PREFIX", default_value = defaults::HUB_PREFIX, requires = "hub")]
     pub hub_prefix: String,
 
+    /// Set SO_REUSEPORT on every TCP and UDP listener, so a second `serve` can bind the
+    /// same ports while this one runs (the zero-downtime upgrade: start the new process,
+    /// then SIGTERM the old one, which drains). Both must be started with it.
+    #[arg(long)]
+    pub reuse_port: bool,
+
+    /// A listener on an IPv6 address (`[::]:PORT`) takes IPv6 clients only. Without it
+    /// such a listener is dual-stack (IPv4 clients arrive as ::ffff:a.b.c.d), whatever the
+    /// host's net.ipv6.bindv6only says.
+    #[arg(long)]
+    pub ipv6_only: bool,
+
+    /// Become this user (and its group) once the listeners named at start are bound, so
+    /// ports below 1024 need root only to bind. Needs root. Plugin files, the plugins
+    /// folder and the cache directory must be readable (the cache writable) by that user
+    /// for reloads; a listener added later binds as that user.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
     /// Record each TCP connection's bytes both ways as a transcript,
     /// DIR/PLUGIN-ID.transcript, that `switchboard test` replays (DIR is created).
     #[arg(long, value_name = "DIR")]
@@ -459,6 +478,9 @@ impl ServeArgs {
                 Some(url) => HubBackend::Redis(RedisHub { prefix: self.hub_prefix, ..RedisHub::new(url) }),
             },
             record: self.record,
+            reuse_port: self.reuse_port,
+            ipv6_only: self.ipv6_only,
+            user: self.user,
             admin_options: AdminOptions {
                 token_file: self.admin_token_file,
                 dial_allow: self.admin_dial_allow,

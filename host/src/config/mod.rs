@@ -114,6 +114,13 @@ pub struct ServeConfig {
     /// `--tls NAME=CERT,KEY`: the certificate chain and key of plugin NAME's `tls:`
     /// listeners.
     pub tls: BTreeMap<String, (PathBuf, PathBuf)>,
+    /// `--reuse-port`: TCP and UDP listeners set `SO_REUSEPORT`, so another `serve` can
+    /// bind the same ports (start the new one, then SIGTERM the old one: it drains).
+    pub reuse_port: bool,
+    /// `--ipv6-only`: IPv6 listeners take IPv6 only (default: dual-stack).
+    pub ipv6_only: bool,
+    /// `--user NAME`: the user to become once the listeners are bound.
+    pub user: Option<String>,
 }
 
 /// How the admin endpoint guards what it does.
@@ -147,6 +154,9 @@ impl Default for ServeConfig {
             admin_options: AdminOptions::default(),
             record: None,
             tls: BTreeMap::new(),
+            reuse_port: false,
+            ipv6_only: false,
+            user: None,
         }
     }
 }

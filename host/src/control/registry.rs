@@ -29,12 +29,12 @@ mod error;
 mod operator;
 mod tls;
 use crate::config::file::{read_config_file, read_serve_table, sidecar_of};
-use crate::config::{ConfigError, ConfigProblem, Limits, Listen, PluginConfig, ServeTable, UdpOptions, not_a_directory};
+use crate::config::{ConfigError, ConfigProblem, Limits, Listen, PluginConfig, ServeTable, not_a_directory};
 use crate::instance::cache::Origin;
 use crate::instance::grants::{DirGrant, Grants, Stdio};
 use crate::instance::plugin::{Plugin, PluginFile};
 use crate::listener::tls::{TlsSetup, TlsSlot};
-use crate::listener::{BoundListener, Paused, Shared, bind, check_world};
+use crate::listener::{BindOptions, BoundListener, Paused, Shared, bind, check_world};
 use crate::service::Service;
 use crate::session::record::RecordDir;
 use change::Step;
@@ -73,7 +73,8 @@ pub(crate) struct Registry {
     sources: Sources,
     /// Limits from the command line, before per-plugin overrides.
     limits: Limits,
-    udp: UdpOptions,
+    /// How listeners are bound (UDP settings, `--reuse-port`).
+    bind_options: BindOptions,
     /// The command line's per-plugin settings, grants and listeners (`--set`, `--dir`,
     /// `@LISTEN`), which override the files.
     overrides: BTreeMap<String, PluginConfig>,
@@ -108,7 +109,7 @@ impl Registry {
         stop: CancellationToken,
         sources: Sources,
         limits: Limits,
-        udp: UdpOptions,
+        bind_options: BindOptions,
         overrides: BTreeMap<String, PluginConfig>,
     ) -> Result<Arc<Registry>, ConfigError> {
         let (config, serve_table) = match &sources.config_file {
@@ -120,7 +121,7 @@ impl Registry {
             stop,
             sources,
             limits,
-            udp,
+            bind_options,
             overrides,
             config: Mutex::new(config),
             serve_table,
@@ -278,7 +279,7 @@ impl Registry {
             if current.contains(listen) {
                 check_world(&plugin, listen)?;
             } else {
-                fresh.push((listen.clone(), bind(&plugin, listen.clone(), self.udp, &slot).await?));
+                fresh.push((listen.clone(), bind(&plugin, listen.clone(), self.bind_options, &slot).await?));
             }
         }
         Ok(Step::Load(Box::new(Prepared { plugin, record, config, listens, fresh, tls: (slot, tls) })))
