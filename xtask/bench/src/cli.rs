@@ -101,11 +101,14 @@ pub enum Scenario {
     Reload,
     /// rtt and connrate without the admin plane against with it, scraped every second.
     Admin,
+    /// TLS: request/response over TLS connections, and handshakes per second, against a
+    /// plain tokio-rustls echo.
+    Tls,
 }
 
 impl Scenario {
     /// Every scenario, in table order.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Self::Rtt,
         Self::Stream,
         Self::Connrate,
@@ -116,12 +119,14 @@ impl Scenario {
         Self::Faults,
         Self::Reload,
         Self::Admin,
+        Self::Tls,
     ];
     /// Run order: connrate last, because the tens of thousands of client sockets it leaves
     /// in TIME_WAIT (for 60 s) make later connects slower (faults and reload connect a lot
     /// too, so they run before it); admin after it, as it runs connrate too (its two sides
-    /// take turns, so both see the same TIME_WAIT backlog).
-    pub const RUN_ORDER: [Scenario; 10] = [
+    /// take turns, so both see the same TIME_WAIT backlog); tls before them, as its
+    /// handshakes connect a lot too.
+    pub const RUN_ORDER: [Scenario; 11] = [
         Self::Rtt,
         Self::Stream,
         Self::Idle,
@@ -130,6 +135,7 @@ impl Scenario {
         Self::Getfile,
         Self::Faults,
         Self::Reload,
+        Self::Tls,
         Self::Connrate,
         Self::Admin,
     ];
@@ -157,6 +163,7 @@ impl Scenario {
             Self::Faults => "faults",
             Self::Reload => "reload",
             Self::Admin => "admin",
+            Self::Tls => "tls",
         }
     }
 }
@@ -181,6 +188,12 @@ pub struct BaselineArgs {
     /// Getfile: the directory files are served from.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Tls-echo: the certificate chain (PEM).
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Tls-echo: its key (PEM).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
 }
 
 /// The plain tokio baselines.
@@ -192,6 +205,8 @@ pub enum BaselineKind {
     Chat,
     /// getfile: `name\n` in, the file's bytes out, close.
     Getfile,
+    /// Echo over TLS (tokio-rustls on ring, TLS 1.3), replying PREFIX + each chunk read.
+    TlsEcho,
 }
 
 /// A fully resolved benchmark configuration.

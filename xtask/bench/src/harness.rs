@@ -40,6 +40,7 @@ pub async fn run(config: Config) -> Result<Report> {
             Scenario::Faults => bench.faults(&mut report).await,
             Scenario::Reload => bench.reload(&mut report).await,
             Scenario::Admin => bench.admin(&mut report).await,
+            Scenario::Tls => bench.tls(&mut report).await?,
         };
         report.rows.extend(rows);
     }

@@ -26,6 +26,7 @@ mod rounds;
 mod scenarios;
 mod servers;
 mod stats;
+mod tls;
 
 use anyhow::{Context, Result};
 use clap::Parser;

@@ -126,6 +126,15 @@ impl Launcher {
         ServerSpec::new(Side::Switchboard, command, format!("switchboard {plugin}.wasm {}", extra.join(" ")))
     }
 
+    /// `switchboard serve --plugin PLUGINS/NAME.wasm@tls:127.0.0.1:0 --tls NAME=CERT,KEY`.
+    pub fn switchboard_tls(&self, plugin: &str, cert: &Path, key: &Path) -> ServerSpec {
+        let wasm = self.plugins.join(format!("{plugin}.wasm"));
+        let mut command = Command::new(&self.switchboard);
+        let tls = format!("{plugin}={},{}", cert.display(), key.display());
+        command.arg("serve").arg("--plugin").arg(format!("{}@tls:127.0.0.1:0", wasm.display())).arg("--tls").arg(&tls);
+        ServerSpec::new(Side::Switchboard, command, format!("switchboard {plugin}.wasm@tls: --tls {plugin}=CERT,KEY"))
+    }
+
     /// `switchboard serve --plugin PLUGINS/NAME.wasm@127.0.0.1:0 --admin 127.0.0.1:0`;
     /// started once both `listening` lines are out.
     pub fn switchboard_with_admin(&self, plugin: &str) -> ServerSpec {
@@ -167,7 +176,8 @@ impl Launcher {
     /// This binary's hidden `baseline KIND ARGS...` subcommand.
     pub fn tokio(&self, kind: BaselineKind, args: &[&str]) -> ServerSpec {
         let mut command = Command::new(&self.exe);
-        let kind_name = format!("{kind:?}").to_lowercase();
+        // As clap spells it on the command line (`tls-echo`).
+        let kind_name = clap::ValueEnum::to_possible_value(&kind).map_or_else(String::new, |v| v.get_name().to_string());
         command.arg("baseline").arg(&kind_name).args(args);
         ServerSpec::new(Side::Tokio, command, format!("tokio {kind_name} {}", args.join(" ")))
     }
@@ -247,7 +257,8 @@ fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
     (words.next()? == "listening").then_some(())?;
     let name = words.next()?.to_string();
     let url = words.next()?;
-    Some((name, url.strip_prefix("tcp://").or_else(|| url.strip_prefix("http://"))?.parse().ok()?))
+    let addr = ["tcp://", "tls://", "http://"].iter().find_map(|scheme| url.strip_prefix(scheme))?;
+    Some((name, addr.parse().ok()?))
 }
 
 /// The last lines of a log, for error messages.
@@ -407,6 +418,7 @@ mod tests {
     fn listening_lines_give_the_address() {
         assert_eq!(parse_listening("listening echo tcp://127.0.0.1:4000"), Some(("echo".into(), "127.0.0.1:4000".parse().unwrap())));
         assert_eq!(parse_listening("listening getfile.py tcp://127.0.0.1:5"), Some(("getfile.py".into(), "127.0.0.1:5".parse().unwrap())));
+        assert_eq!(parse_listening("listening echo tls://127.0.0.1:4443"), Some(("echo".into(), "127.0.0.1:4443".parse().unwrap())));
         assert_eq!(parse_listening("listening echo serial:///dev/pts/3"), None);
         assert_eq!(parse_listening("hello"), None);
         assert_eq!(parse_listening("listening admin http://127.0.0.1:9"), Some(("admin".into(), "127.0.0.1:9".parse().unwrap())));

@@ -48,7 +48,7 @@ impl Bench<'_> {
 
     /// A closed-loop load (`load(address, slice)`) measured in rounds; `unit` names what
     /// one operation is, for the progress line.
-    async fn closed_loop_rounds(
+    pub(crate) async fn closed_loop_rounds(
         &self,
         report: &mut Report,
         scenario: Scenario,

@@ -2,7 +2,8 @@
 //! KIND`) so that its RSS is its own and it competes with the load generator exactly as
 //! switchboard does. Each binds 127.0.0.1:0, prints `listening NAME tcp://ADDR` like
 //! `switchboard serve`, sets TCP_NODELAY on accepted sockets (as the host does) and runs
-//! one task per connection on a default multi-threaded runtime.
+//! one task per connection on a default multi-threaded runtime. The TLS echo handshakes
+//! in that task (tokio-rustls on ring, as the host) and prints `tls://ADDR`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -36,9 +37,16 @@ pub async fn serve(args: BaselineArgs) -> Result<()> {
         BaselineKind::Echo => "tokio-echo",
         BaselineKind::Chat => "tokio-chat",
         BaselineKind::Getfile => "tokio-getfile",
+        BaselineKind::TlsEcho => "tokio-rustls-echo",
     };
+    let acceptor = match (&args.kind, &args.cert, &args.key) {
+        (BaselineKind::TlsEcho, Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        (BaselineKind::TlsEcho, ..) => anyhow::bail!("tls-echo needs --cert and --key"),
+        _ => None,
+    };
+    let scheme = if acceptor.is_some() { "tls" } else { "tcp" };
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening {name} tcp://{}", listener.local_addr()?)?;
+    writeln!(out, "listening {name} {scheme}://{}", listener.local_addr()?)?;
     out.flush()?;
     drop(out);
 
@@ -60,6 +68,10 @@ pub async fn serve(args: BaselineArgs) -> Result<()> {
             BaselineKind::Echo => tokio::spawn(log_err(name, echo(socket, prefix.clone()))),
             BaselineKind::Chat => tokio::spawn(log_err(name, room.clone().serve(socket, peer))),
             BaselineKind::Getfile => tokio::spawn(log_err(name, getfile(socket, dir.clone()))),
+            BaselineKind::TlsEcho => {
+                let (acceptor, prefix) = (acceptor.clone().expect("made above"), prefix.clone());
+                tokio::spawn(log_err(name, async move { echo(acceptor.accept(socket).await?, prefix).await }))
+            }
         };
     }
 }
@@ -67,15 +79,31 @@ pub async fn serve(args: BaselineArgs) -> Result<()> {
 /// Runs a connection handler, printing its error (if any) to stderr.
 async fn log_err(name: &'static str, f: impl Future<Output = std::io::Result<()>>) {
     if let Err(e) = f.await
-        && !matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+        // A TLS client that closes without close_notify (the load generator's do) is an
+        // UnexpectedEof: a client going away, as a reset is.
+        && !matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof)
     {
         eprintln!("{name}: connection error: {e}");
     }
 }
 
+/// The TLS acceptor of the tls-echo baseline: the chain and key in PEM files, TLS 1.3
+/// and 1.2 on ring (what the host's tls: listeners use).
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>().context("reading the certificate")?;
+    let key = PrivateKeyDer::from_pem_file(key).context("reading the key")?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Replies `prefix` + each chunk read (just the chunk when the prefix is empty), like
 /// plugins/echo; the read buffer grows while reads fill it.
-async fn echo(mut socket: TcpStream, prefix: Arc<[u8]>) -> std::io::Result<()> {
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, prefix: Arc<[u8]>) -> std::io::Result<()> {
     let mut buf = vec![0u8; ECHO_MIN_BUF];
     let mut reply = prefix.to_vec();
     loop {
