@@ -341,6 +341,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", requires = "admin")]
     pub admin_getfile: Option<PathBuf>,
 
+    /// The largest file the /getfile form fetches: it lands in a temporary directory
+    /// before the browser gets it, and a transfer growing past this is stopped (413).
+    #[arg(long, value_name = "SIZE", default_value_t = defaults::ADMIN_GETFILE_MAX, requires = "admin")]
+    pub admin_getfile_max: Size,
+
     /// Spread hub rooms over every host on this Redis (or Valkey) server, e.g.
     /// redis://127.0.0.1:6379/0: a message published on one host reaches the room's
     /// members on all of them, and `count`/`names` (chat's /who) cover all hosts. Serves
@@ -485,6 +490,7 @@ impl ServeArgs {
                 token_file: self.admin_token_file,
                 dial_allow: self.admin_dial_allow,
                 getfile: self.admin_getfile,
+                getfile_max: self.admin_getfile_max,
             },
         })
     }

@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use units::Size;
+
 pub use admission::{AdmissionConfig, Cidr};
 pub use file::{ConfigError, ConfigProblem, PluginConfig, ServeTable};
 pub use hub::{HubBackend, HubUrl, RedisHub};
@@ -124,7 +126,7 @@ pub struct ServeConfig {
 }
 
 /// How the admin endpoint guards what it does.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminOptions {
     /// `--admin-token-file FILE`: every POST needs `Authorization: Bearer TOKEN` with the
     /// token in this file; a non-loopback `--admin` address needs one.
@@ -134,6 +136,15 @@ pub struct AdminOptions {
     /// `--admin-getfile PATH`: the getfile component the `/getfile` form runs (default:
     /// the served plugin named `getfile`).
     pub getfile: Option<PathBuf>,
+    /// `--admin-getfile-max SIZE`: the `/getfile` form stops a transfer that grows past
+    /// this (it lands in a temporary directory first).
+    pub getfile_max: Size,
+}
+
+impl Default for AdminOptions {
+    fn default() -> Self {
+        AdminOptions { token_file: None, dial_allow: Vec::new(), getfile: None, getfile_max: defaults::ADMIN_GETFILE_MAX }
+    }
 }
 
 impl Default for ServeConfig {
