@@ -40,12 +40,24 @@ pub(crate) enum Refusal {
     Rate,
     /// Its listener is paused (by the operator, through the admin API).
     Paused,
+    /// A PROXY-protocol listener: the connection comes from a source not in `--proxy-from`.
+    ProxyUntrusted,
+    /// A PROXY-protocol listener: no valid PROXY header arrived in time.
+    ProxyHeader,
 }
 
 impl Refusal {
     /// Every reason, in declaration order.
-    pub(crate) const ALL: [Refusal; 6] =
-        [Refusal::Address, Refusal::Global, Refusal::Plugin, Refusal::PerIp, Refusal::Rate, Refusal::Paused];
+    pub(crate) const ALL: [Refusal; 8] = [
+        Refusal::Address,
+        Refusal::Global,
+        Refusal::Plugin,
+        Refusal::PerIp,
+        Refusal::Rate,
+        Refusal::Paused,
+        Refusal::ProxyUntrusted,
+        Refusal::ProxyHeader,
+    ];
 
     /// The reason as a metric label.
     pub(crate) fn name(self) -> &'static str {
@@ -56,6 +68,8 @@ impl Refusal {
             Refusal::PerIp => "per_ip",
             Refusal::Rate => "rate",
             Refusal::Paused => "paused",
+            Refusal::ProxyUntrusted => "proxy_untrusted",
+            Refusal::ProxyHeader => "proxy_header",
         }
     }
 
@@ -68,6 +82,8 @@ impl Refusal {
             Refusal::PerIp => "max connections per IP reached",
             Refusal::Rate => "connection rate per IP exceeded",
             Refusal::Paused => "the listener is paused",
+            Refusal::ProxyUntrusted => "a PROXY-protocol listener, and the source is not in --proxy-from",
+            Refusal::ProxyHeader => "no valid PROXY header in time",
         }
     }
 }

@@ -263,6 +263,19 @@ pub struct ServeArgs {
     #[arg(long = "tls", value_name = "NAME=CERT,KEY", value_parser = parse_tls)]
     pub tls: Vec<(String, PathBuf, PathBuf)>,
 
+    /// Plugin NAME's TCP and TLS listeners expect a PROXY protocol header (v1 or v2, as
+    /// HAProxy sends it) before the client's bytes, from a --proxy-from source; the
+    /// plugin's peer, the per-IP limits, the address rules and the logs all use the
+    /// client address in the header. Repeatable; a sidecar says `proxy-protocol = true`.
+    #[arg(long = "proxy-protocol", value_name = "NAME")]
+    pub proxy_protocol: Vec<String>,
+
+    /// Where PROXY headers are accepted from (the load balancers), e.g. 10.0.0.0/8;
+    /// repeatable. A connection to a PROXY-protocol listener from anywhere else is
+    /// refused. Needed by --proxy-protocol.
+    #[arg(long = "proxy-from", value_name = "CIDR")]
+    pub proxy_from: Vec<Cidr>,
+
     /// How long open connections may continue after SIGINT/SIGTERM (e.g. 10s, 500ms);
     /// `off`: until they end.
     #[arg(long, value_name = "DUR", default_value_t = defaults::DRAIN_TIMEOUT)]
@@ -458,6 +471,8 @@ impl ServeArgs {
             settings: collect_settings(self.settings)?,
             dirs: collect_dirs(self.dirs)?,
             tls: collect_tls(self.tls)?,
+            proxy_protocol: self.proxy_protocol,
+            proxy_from: self.proxy_from,
             plugins: self.plugins,
             plugins_dir: self.plugins_dir,
             config_file: self.config_file,

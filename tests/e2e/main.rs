@@ -19,6 +19,7 @@ mod metrics;
 mod multihost;
 mod new;
 mod privileges;
+mod proxy;
 mod reload;
 mod running;
 mod serial;

@@ -550,3 +550,20 @@ fn a_sidecar_tls_table_in_the_plugins_folder_serves_with_paths_relative_to_it() 
     let lines = tls_client(addr_of(&server, "echo"), &pki.path("ca.pem"), &[]);
     assert_eq!(lines, [format!("ok {} TLSv1.3 Echo=>spam", pki.fingerprint("server"))]);
 }
+
+#[test]
+fn behind_haproxy_the_proxy_header_comes_before_the_handshake() {
+    let pki = Pki::new("proxy");
+    pki.ca("ca");
+    pki.leaf("server", "ca", Usage::Server);
+    let (ca, fingerprint) = (pki.path("ca.pem"), pki.fingerprint("server"));
+    let spec = format!("{}@tls:127.0.0.1:0", plugin("echo").display());
+    let tls = format!("echo={},{}", pki.path("server.pem"), pki.path("server.key"));
+    let server = Server::start(&["--plugin", &spec, "--tls", &tls, "--proxy-protocol", "echo", "--proxy-from", "127.0.0.1/32"], 1);
+    let haproxy = crate::proxy::Haproxy::start(addr_of(&server, "echo"));
+    let lines = tls_client(haproxy.addr, &ca, &["--count", "3"]);
+    assert_eq!(lines, vec![format!("ok {fingerprint} TLSv1.3 Echo=>spam"); 3]);
+    // Straight to the listener, the ClientHello is no PROXY header: refused.
+    let direct = tls_client(addr_of(&server, "echo"), &ca, &[]);
+    assert!(direct[0].starts_with("fail"), "{direct:?}");
+}

@@ -169,6 +169,7 @@ pub async fn serve(
             None => None,
         },
         recorders,
+        proxy_from: config.proxy_from.clone().into(),
     };
     let stop = CancellationToken::new();
     let registry = Registry::new(
@@ -375,6 +376,9 @@ fn overrides(config: &ServeConfig) -> BTreeMap<String, PluginConfig> {
     }
     for (name, dir) in &config.dirs {
         out.entry(name.clone()).or_default().dir = Some(dir.clone());
+    }
+    for name in &config.proxy_protocol {
+        out.entry(name.clone()).or_default().proxy_protocol = Some(true);
     }
     for (name, (cert, key)) in &config.tls {
         out.entry(name.clone()).or_default().tls = Some(TlsConfig::cert_and_key(cert.clone(), key.clone()));

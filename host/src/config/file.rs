@@ -57,6 +57,9 @@ pub struct PluginConfig {
     pub record: Option<PathBuf>,
     /// Certificate and key of its `tls:` listeners, and client certificates.
     pub tls: Option<TlsConfig>,
+    /// Its TCP and TLS listeners expect a PROXY protocol header (v1 or v2) first, from a
+    /// `--proxy-from` source; the real client address is the header's.
+    pub proxy_protocol: Option<bool>,
 }
 
 /// Per-plugin limit overrides (the serve flags of the same names).
@@ -199,6 +202,9 @@ impl PluginConfig {
         }
         if over.record.is_some() {
             self.record = over.record.clone();
+        }
+        if over.proxy_protocol.is_some() {
+            self.proxy_protocol = over.proxy_protocol;
         }
         if let Some(over) = &over.tls {
             self.tls = Some(self.tls.take().unwrap_or_default().overridden_by(over));

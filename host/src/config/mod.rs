@@ -116,6 +116,10 @@ pub struct ServeConfig {
     /// `--tls NAME=CERT,KEY`: the certificate chain and key of plugin NAME's `tls:`
     /// listeners.
     pub tls: BTreeMap<String, (PathBuf, PathBuf)>,
+    /// `--proxy-protocol NAME`: plugin NAME's TCP and TLS listeners expect a PROXY header.
+    pub proxy_protocol: Vec<String>,
+    /// `--proxy-from CIDR`: the sources a PROXY header is accepted from.
+    pub proxy_from: Vec<Cidr>,
     /// `--reuse-port`: TCP and UDP listeners set `SO_REUSEPORT`, so another `serve` can
     /// bind the same ports (start the new one, then SIGTERM the old one: it drains).
     pub reuse_port: bool,
@@ -168,6 +172,8 @@ impl Default for ServeConfig {
             reuse_port: false,
             ipv6_only: false,
             user: None,
+            proxy_protocol: Vec::new(),
+            proxy_from: Vec::new(),
         }
     }
 }

@@ -232,6 +232,9 @@ impl Registry {
         {
             return Err(ReloadError::BadDir { plugin: name.to_string(), path: dir.clone(), reason });
         }
+        if config.proxy_protocol == Some(true) && self.shared.proxy_from.is_empty() {
+            return Err(ReloadError::ProxyWithoutSources(name.to_string()));
+        }
         let record = match &config.record {
             Some(dir) => Some(self.shared.recorders.get(dir).map_err(|source| ReloadError::Record {
                 plugin: name.to_string(),
@@ -290,6 +293,7 @@ impl Registry {
         let Prepared { plugin, record, config, listens, fresh, tls: (slot, tls) } = prepared;
         tls::put_in(name, &slot, tls);
         let max_connections = config.limits.max_connections.unwrap_or(0);
+        let proxy_protocol = config.proxy_protocol == Some(true);
         let (world, version, hash, cached) =
             (plugin.world.name(), plugin.info.version.clone(), plugin.sha256.clone(), plugin.origin == Origin::Cached);
         let mut entries = self.entries.lock();
@@ -332,6 +336,7 @@ impl Registry {
             }
         };
         service.set_record(record);
+        service.set_proxy_protocol(proxy_protocol);
         let entry = entries.get_mut(name).expect("inserted or found above");
         for (listen, bound) in fresh {
             let (token, paused, url) = (service.listener_token(), Paused::default(), bound.url());

@@ -5,6 +5,7 @@
 
 pub(crate) mod activation;
 pub(crate) mod conversation;
+pub(crate) mod proxy;
 pub(crate) mod serial;
 pub(crate) mod tcp;
 pub(crate) mod tls;
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
-use crate::config::{Listen, UdpOptions};
+use crate::config::{Cidr, Listen, UdpOptions};
 use crate::instance::plugin::Plugin;
 use crate::instance::runtime::Runtime;
 use crate::service::Service;
@@ -51,6 +52,9 @@ pub(crate) struct Shared {
     pub(crate) record: Option<RecordDir>,
     /// The record directories plugins' `record` settings name.
     pub(crate) recorders: Recorders,
+    /// `--proxy-from`: where a PROXY-protocol listener accepts connections (and their
+    /// headers) from.
+    pub(crate) proxy_from: Arc<[Cidr]>,
 }
 
 impl Shared {

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::conversation::{self, SHUTTING_DOWN, closed_at_drain_timeout};
 use super::tls::{self, TlsSlot};
-use super::{Paused, Shared, SocketOptions};
+use super::{Paused, Shared, SocketOptions, proxy};
 use crate::admission::{Refusal, Source};
 use crate::guest::bindings::{ConnectionInfo, Role, Transport};
 use crate::guest::closer::Closer;
@@ -30,6 +30,8 @@ use crate::util::backoff::Backoff;
 /// Pending connections the kernel queues for us. tokio's default of 128 overflows when
 /// thousands of clients connect at once, and every overflow costs a client a 1 s SYN retry.
 pub const BACKLOG: u32 = 4096;
+/// PROXY headers one listener waits for at once; beyond, connections are refused.
+const MAX_PENDING_HEADERS: usize = 1024;
 
 /// Binds `host:port` (the first address it resolves to) with the socket options of
 /// `options` (`SO_REUSEPORT`, `IPV6_V6ONLY`).
@@ -58,6 +60,7 @@ pub(crate) async fn run(
 ) {
     let local = listener.local_addr().map(conversation::show).unwrap_or_default();
     let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
+    let pending_headers = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HEADERS));
     loop {
         let accepted = tokio::select! {
             () = service.stopped() => return,
@@ -70,11 +73,52 @@ pub(crate) async fn run(
                     service.refused(&stats, &conversation::show(peer), Refusal::Paused);
                     continue;
                 }
+                if service.proxy_protocol() {
+                    proxied(socket, peer, &local, &service, &stats, &shared, &tls, &pending_headers);
+                    continue;
+                }
                 start(socket, peer, &local, &service, &stats, &shared, tls.as_ref());
             }
             Err(e) => conversation::pause_after_error(&mut backoff, &service, "accept", &e, false).await,
         }
     }
+}
+
+/// A connection to a PROXY-protocol listener: from a `--proxy-from` source, its header is
+/// read in a task of its own (bounded by the header timeout and by
+/// [`MAX_PENDING_HEADERS`] per listener), then it starts as if it came from the client
+/// the header names. From anywhere else, or without a valid header, it is refused.
+#[allow(clippy::too_many_arguments)]
+fn proxied(
+    mut socket: TcpStream,
+    proxy: std::net::SocketAddr,
+    local: &str,
+    service: &Arc<Service>,
+    stats: &Arc<ListenerStats>,
+    shared: &Shared,
+    tls: &Option<TlsSlot>,
+    pending: &Arc<tokio::sync::Semaphore>,
+) {
+    if !shared.proxy_from.iter().any(|cidr| cidr.contains(proxy.ip().to_canonical())) {
+        service.refused(stats, &conversation::show(proxy), Refusal::ProxyUntrusted);
+        return;
+    }
+    let Ok(permit) = pending.clone().try_acquire_owned() else {
+        service.refused(stats, &conversation::show(proxy), Refusal::ProxyHeader);
+        return;
+    };
+    let (local, service, stats, task_shared, tls) = (local.to_string(), service.clone(), stats.clone(), shared.clone(), tls.clone());
+    shared.tracker.spawn(async move {
+        let read = proxy::read_header(&mut socket, proxy).await;
+        drop(permit);
+        match read {
+            Ok(client) => start(socket, client, &local, &service, &stats, &task_shared, tls.as_ref()),
+            Err(e) => {
+                tracing::debug!(plugin = %service.name(), proxy = %conversation::show(proxy), "PROXY header refused: {e}");
+                service.refused(&stats, &conversation::show(proxy), Refusal::ProxyHeader);
+            }
+        }
+    });
 }
 
 /// Admits one accepted connection and starts its conversation; a refused one is closed

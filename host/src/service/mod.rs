@@ -42,6 +42,8 @@ pub(crate) struct Service {
     pub(crate) connections: Connections,
     /// Where its plugin's `record` setting records each TCP connection, if it has one.
     record: RwLock<Option<RecordDir>>,
+    /// Whether its TCP and TLS listeners expect a PROXY header first.
+    proxy_protocol: std::sync::atomic::AtomicBool,
 }
 
 /// Keeps a conversation in its service's connection table until dropped.
@@ -70,12 +72,23 @@ impl Service {
             lane_moves: Arc::default(),
             connections: Connections::default(),
             record: RwLock::new(None),
+            proxy_protocol: Default::default(),
         })
     }
 
     /// Where new connections are recorded by the plugin's own `record` setting.
     pub(crate) fn record(&self) -> Option<RecordDir> {
         self.record.read().clone()
+    }
+
+    /// Whether new TCP and TLS connections start with a PROXY header.
+    pub(crate) fn proxy_protocol(&self) -> bool {
+        self.proxy_protocol.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets whether new TCP and TLS connections start with a PROXY header.
+    pub(crate) fn set_proxy_protocol(&self, on: bool) {
+        self.proxy_protocol.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sets (or clears) where new connections are recorded.

@@ -113,7 +113,7 @@ fn listener_families() -> [ListenerFamily; 13] {
         },
         ListenerFamily {
             name: "denied_connections",
-            help: "Connections refused at admission, by reason: cidr, max_connections, plugin_max_connections, per_ip, rate.",
+            help: "Connections refused at admission, by reason: cidr, max_connections, plugin_max_connections, per_ip, rate, paused, proxy_untrusted, proxy_header.",
             kind: Counter,
             unit: None,
             only: Only::All,

@@ -58,6 +58,11 @@ pub enum ReloadError {
     /// A listener could not be started.
     #[error(transparent)]
     Listener(#[from] ListenerError),
+    /// `proxy-protocol` without `--proxy-from`: every connection would be refused.
+    #[error(
+        "plugin {0}: proxy-protocol needs --proxy-from CIDR (where the load balancers connect from); without it every connection would be refused"
+    )]
+    ProxyWithoutSources(String),
     /// A `tls:` listener, and no certificate.
     #[error("plugin {plugin}: {listen} needs a certificate: give --tls {plugin}=CERT.pem,KEY.pem, or cert and key in its [tls] table")]
     NoCertificate {
