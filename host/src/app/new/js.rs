@@ -31,21 +31,23 @@ fn build_script(name: &str, world: World) -> String {
     format!("componentize-js app.js --wit wit --world-name {} -d http -d fetch-event -o {name}.wasm", world.wit_name())
 }
 
-/// `package.json`: the project, its build script and the repository's pinned toolchain.
+/// `package.json`: the project, its build script and the repository's pinned toolchain
+/// (written by hand, in the order npm writes it).
 fn package_json(name: &str, world: World) -> String {
     let (manifest, _) = pins();
-    let mut out = serde_json::Map::new();
-    out.insert("name".into(), package_name(name).into());
-    out.insert("version".into(), "0.1.0".into());
-    out.insert("private".into(), true.into());
-    out.insert("description".into(), "A switchboard plugin (written by switchboard new)".into());
-    out.insert("scripts".into(), serde_json::json!({ "build": build_script(name, world) }));
+    let json = |v: Value| serde_json::to_string_pretty(&v).expect("a JSON value serialises").replace('\n', "\n  ");
+    let mut out = format!(
+        "{{\n  \"name\": {},\n  \"version\": \"0.1.0\",\n  \"private\": true,\n  \"description\": \"A switchboard plugin (written by switchboard new)\",\n  \"scripts\": {}",
+        json(package_name(name).into()),
+        json(serde_json::json!({ "build": build_script(name, world) }))
+    );
     for table in ["dependencies", "devDependencies", "optionalDependencies"] {
         if let Some(deps) = manifest.get(table) {
-            out.insert(table.into(), deps.clone());
+            out.push_str(&format!(",\n  {}: {}", json(table.into()), json(deps.clone())));
         }
     }
-    pretty(&Value::Object(out))
+    out.push_str("\n}\n");
+    out
 }
 
 /// `package-lock.json`: the repository's lock, renamed for the project, so `npm install`
