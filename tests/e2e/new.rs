@@ -68,12 +68,13 @@ fn assert_checks(wasm: &Path, name: &str, world: &str, listen: &str) {
     }
 }
 
-/// The seed echo transcript passes against `wasm`.
+/// The seed echo transcript passes against `wasm`, and so does the copy `new` put beside it.
 fn assert_echo_transcript(wasm: &Path) {
     let transcript = repo_file("tests/transcripts/echo.transcript");
-    let (code, stdout, stderr) = run(&["test", wasm.to_str().unwrap(), &transcript]);
+    let copy = wasm.with_file_name("echo.transcript");
+    let (code, stdout, stderr) = run(&["test", wasm.to_str().unwrap(), &transcript, copy.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
 }
 
 #[test]

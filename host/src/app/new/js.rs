@@ -176,7 +176,7 @@ pub(super) fn write_project(dir: &Path, name: &str, world: World) -> Result<Stri
          4096 bytes).\n",
         build_script(name, world)
     );
-    write(dir, "README.md", &readme(name, &build, &notes))?;
+    write(dir, "README.md", &readme(name, world, &build, &notes))?;
     Ok(build)
 }
 

@@ -134,13 +134,14 @@ fn write_tree(dir: &Path, prefix: &str, tree: &[(&str, &str)]) -> Result<(), New
     Ok(())
 }
 
-/// The project README: what it is, how to build, check and test it.
-fn readme(name: &str, build: &str, notes: &str) -> String {
+/// The project README: what it is, how to build, check, test and serve it.
+fn readme(name: &str, world: World, build: &str, notes: &str) -> String {
+    let test = if world.streams() { format!("    switchboard test {name}.wasm echo.transcript\n") } else { String::new() };
     format!(
         "# {name}\n\nA switchboard plugin: every chunk a client sends comes back as `Echo=>` + chunk\n\
          (the `PREFIX` setting replaces `Echo=>`: `switchboard serve --set {name}.PREFIX=...`).\n\n\
-         Build, then check and try it:\n\n    {build}\n    switchboard check {name}.wasm\n    \
-         switchboard serve --plugin {name}.wasm\n\n{notes}"
+         Build, check and try it:\n\n    {build}\n    \
+         switchboard check {name}.wasm\n{test}    switchboard serve --plugin {name}.wasm\n\n{notes}"
     )
 }
 
@@ -158,6 +159,10 @@ pub fn new_project(parent: &Path, name: &str, lang: Lang, world: World) -> Resul
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(_) => return Err(NewError::Exists(dir)),
+    }
+    // Every template answers the seed echo conversation (the `datagram` world over UDP only).
+    if world.streams() {
+        write(&dir, "echo.transcript", include_str!("../../../../tests/transcripts/echo.transcript"))?;
     }
     let build = match lang {
         Lang::Rust => rust::write_project(&dir, name, world)?,
@@ -217,6 +222,7 @@ mod tests {
                 assert!(text.contains(world.listen()), "{name}: {text}");
                 assert!(created.build.contains(&format!("{name}.wasm")), "{}", created.build);
                 assert!(created.dir.join("README.md").is_file());
+                assert_eq!(created.dir.join("echo.transcript").is_file(), world.streams(), "{name}");
             }
         }
         let _ = std::fs::remove_dir_all(&parent);

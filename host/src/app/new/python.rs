@@ -108,7 +108,7 @@ pub(super) fn write_project(dir: &Path, name: &str, world: World) -> Result<Stri
          Only the standard library is there: no sockets, threads or subprocesses.\n",
         world.wit_name()
     );
-    write(dir, "README.md", &readme(name, &build, &notes))?;
+    write(dir, "README.md", &readme(name, world, &build, &notes))?;
     Ok(build)
 }
 

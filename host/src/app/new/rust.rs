@@ -132,6 +132,6 @@ pub(super) fn write_project(dir: &Path, name: &str, world: World) -> Result<Stri
     );
     let notes = "The handler is in `src/lib.rs`; the SDK (`vendor/sdk`) and the contract (`wit/`) came with\n\
                  `switchboard new`, matching the host that wrote them.\n";
-    write(dir, "README.md", &readme(name, &build, notes))?;
+    write(dir, "README.md", &readme(name, world, &build, notes))?;
     Ok(build)
 }
