@@ -54,7 +54,8 @@ fn main() {
         writeln!(code, "/// Every file under `{dir}`, by its path there.").unwrap();
         writeln!(code, "pub const {name}: &[(&str, &str)] = &[").unwrap();
         for rel in found {
-            writeln!(code, "    ({rel:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?}))),", format!("/../{dir}/{rel}")).unwrap();
+            writeln!(code, "    ({rel:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?}))),", format!("/../{dir}/{rel}"))
+                .unwrap();
         }
         code.push_str("];\n");
     }

@@ -24,7 +24,9 @@ fn require(cmd: &[&str], what: &str) {
 /// The toolchain `lang` builds with must be installed (`.ci/run` installs it).
 fn require_toolchain(lang: &str) {
     match lang {
-        "python" => require(&["python3", "-c", "import venv, ensurepip"], "python3 with venv is required (Debian: apt-get install python3-venv)"),
+        "python" => {
+            require(&["python3", "-c", "import venv, ensurepip"], "python3 with venv is required (Debian: apt-get install python3-venv)")
+        }
         "js" => {
             require(&["node", "-e", "process.exit(Number(process.versions.node.split('.')[0]) >= 20 ? 0 : 1)"], "node >= 20 is required");
             require(&["npm", "--version"], "npm is required (Debian: apt-get install npm)");
@@ -44,7 +46,10 @@ fn new_and_build(dir: &Path, name: &str, lang: &str, world: Option<&str>) -> Pat
     let out = Command::new(binary()).args(&args).current_dir(dir).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "new failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("created ./{name}\n")) && stdout.contains(&format!("check: switchboard check {name}.wasm\n")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("created ./{name}\n")) && stdout.contains(&format!("check: switchboard check {name}.wasm\n")),
+        "{stdout}"
+    );
     let build = stdout.lines().find_map(|l| l.strip_prefix("build: ")).unwrap_or_else(|| panic!("no build line in:\n{stdout}"));
 
     let built = Command::new("bash").arg("-c").arg(build).current_dir(dir).output().unwrap();
