@@ -337,6 +337,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", requires = "admin")]
     pub admin_getfile: Option<PathBuf>,
 
+    /// The largest file the /getfile form fetches: it lands in a temporary directory
+    /// before the browser gets it, and a transfer growing past this is stopped (413).
+    #[arg(long, value_name = "SIZE", default_value_t = defaults::ADMIN_GETFILE_MAX, requires = "admin")]
+    pub admin_getfile_max: Size,
+
     /// Spread hub rooms over every host on this Redis (or Valkey) server, e.g.
     /// redis://127.0.0.1:6379/0: a message published on one host reaches the room's
     /// members on all of them, and `count`/`names` (chat's /who) cover all hosts. Serves
@@ -349,6 +354,25 @@ pub struct ServeArgs {
     /// must use the same prefix).
     #[arg(long, value_name = "PREFIX", default_value = defaults::HUB_PREFIX, requires = "hub")]
     pub hub_prefix: String,
+
+    /// Set SO_REUSEPORT on every TCP and UDP listener, so a second `serve` can bind the
+    /// same ports while this one runs (the zero-downtime upgrade: start the new process,
+    /// then SIGTERM the old one, which drains). Both must be started with it.
+    #[arg(long)]
+    pub reuse_port: bool,
+
+    /// A listener on an IPv6 address (`[::]:PORT`) takes IPv6 clients only. Without it
+    /// such a listener is dual-stack (IPv4 clients arrive as ::ffff:a.b.c.d), whatever the
+    /// host's net.ipv6.bindv6only says.
+    #[arg(long)]
+    pub ipv6_only: bool,
+
+    /// Become this user (and its group) once the listeners named at start are bound, so
+    /// ports below 1024 need root only to bind. Needs root. Plugin files, the plugins
+    /// folder and the cache directory must be readable (the cache writable) by that user
+    /// for reloads; a listener added later binds as that user.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 
     /// Record each TCP connection's bytes both ways as a transcript,
     /// DIR/PLUGIN-ID.transcript, that `switchboard test` replays (DIR is created).
@@ -454,10 +478,14 @@ impl ServeArgs {
                 Some(url) => HubBackend::Redis(RedisHub { prefix: self.hub_prefix, ..RedisHub::new(url) }),
             },
             record: self.record,
+            reuse_port: self.reuse_port,
+            ipv6_only: self.ipv6_only,
+            user: self.user,
             admin_options: AdminOptions {
                 token_file: self.admin_token_file,
                 dial_allow: self.admin_dial_allow,
                 getfile: self.admin_getfile,
+                getfile_max: self.admin_getfile_max,
             },
         })
     }

@@ -64,10 +64,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Check(args) => {
+                default_sigpipe();
                 let ok = switchboard::app::check::check(&args.paths, &args.cache.cache()).await?;
                 Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }
             Command::Test(args) => {
+                default_sigpipe();
                 let options = args.options()?;
                 let ok = switchboard::app::test::test(&args.plugin, &args.transcripts, options, &args.cache.cache()).await?;
                 Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -75,17 +77,39 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Command::New(args) => {
                 let (lang, world) = args.kind();
                 let created = switchboard::app::new::new_project(std::path::Path::new("."), &args.name, lang, world)?;
-                print!("{created}");
+                print_out(&created.to_string())?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Status(args) => {
                 let action = args.action.as_ref().map(cli::StatusAction::request);
                 let out = switchboard::app::status::status(&args.admin, args.admin_token_file.as_deref(), action).await?;
-                print!("{out}");
+                print_out(&out)?;
                 Ok(ExitCode::SUCCESS)
             }
         }
     })
+}
+
+/// For the commands that only print and open no socket (`check`, `test`): a closed
+/// stdout (`switchboard check *.wasm | head -1`) ends the process quietly, as it ends `cat`,
+/// instead of a panic in `println!`. (Rust ignores SIGPIPE so that a server sees EPIPE on
+/// a socket whose peer left; `serve` keeps it that way.)
+fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default has no preconditions; no
+    // handler of ours is replaced.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
+fn print_out(text: &str) -> Result<(), Failed> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failed("writing to stdout", e)),
+        _ => Ok(()),
+    }
 }
 
 /// The binary's own failures (before or around the library): what it was doing, and why.

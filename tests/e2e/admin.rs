@@ -416,3 +416,25 @@ fn the_getfile_form_downloads_over_http_and_says_why_when_it_cannot() {
     assert!(page.contains("name=\"server\"") && page.contains("name=\"port\"") && page.contains("name=\"file\""), "{page}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn the_getfile_form_stops_a_file_past_its_cap() {
+    let root = temp_dir("getfile-cap");
+    // 64 MiB of zeros (sparse on disk): far past a 1 MiB cap.
+    std::fs::File::create(root.join("big.bin")).unwrap().set_len(64 << 20).unwrap();
+    let getfile = format!("{}@127.0.0.1:0", plugin("getfile").display());
+    let grant = format!("getfile={}", root.display());
+    let server = Server::start(&["--plugin", &getfile, "--dir", &grant, "--admin", "127.0.0.1:0", "--admin-getfile-max", "1MiB"], 2);
+    let (admin, port) = (admin_addr(&server), server.addr(0).port());
+    let form = format!("server=127.0.0.1&port={port}&file=big.bin");
+    let (code, body) = request_with(admin, "POST", "/getfile", &[], form.as_bytes());
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("than this form fetches (1048576 bytes;") && body.contains("--admin-getfile-max)"), "{body}");
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("switchboard-getfile-{}-", server.pid())))
+        .collect();
+    assert!(leftovers.is_empty(), "the temporary directory is left behind: {leftovers:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1,5 +1,7 @@
 //! `switchboard check` and `serve` on things that are not plugins.
 
+use std::process::{Command, Stdio};
+
 use crate::support::*;
 
 fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
@@ -97,4 +99,21 @@ fn serve_and_connect_name_the_flag_that_is_wrong() {
     // Every default once in --help.
     let (_, help, _) = run(&["serve", "--help"]);
     assert!(!help.contains("[default: no limit] [default: 0]") && help.matches("[default: off]").count() <= 3, "{help}");
+}
+
+#[test]
+fn a_closed_stdout_ends_check_quietly() {
+    // `switchboard check plugins/*.wasm | head -0`: the reader is gone before the first line.
+    let mut child = Command::new(binary())
+        .args(["check", plugin("echo").to_str().unwrap(), plugin("chat").to_str().unwrap(), plugin("getfile").to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running switchboard");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "a closed stdout is not an error to report: {stderr}");
 }

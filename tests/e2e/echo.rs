@@ -33,6 +33,21 @@ pub fn seed_transcript(plugin: &Path) {
     }
 }
 
+/// The seed's own echo client (tests/clients/echo-client.py, the book's listing ported to
+/// Python 3) against `plugin`: its exact output.
+pub fn seed_client_script(plugin: &Path) {
+    let server = Server::start(&["--plugin", &spec(plugin, "127.0.0.1:0")], 1);
+    let out = std::process::Command::new("python3")
+        .args([&repo_file("tests/clients/echo-client.py"), "127.0.0.1", "spam", "Spam", "SPAM"])
+        .env("PORT", server.addr(0).port().to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("python3 is required (.ci/run checks for it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the seed client failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout, "Client received: b'Echo=>spam'\nClient received: b'Echo=>Spam'\nClient received: b'Echo=>SPAM'\n");
+}
+
 /// `PREFIX` empty: RFC 862 echo, read back 16 bytes at a time.
 pub fn pure_echo(plugin: &Path) {
     let prefix = format!("{}.PREFIX=", plugin_name(plugin));
@@ -54,6 +69,11 @@ pub fn pure_echo(plugin: &Path) {
 #[test]
 fn seed_transcript_and_16_parallel_clients_on_two_listeners() {
     seed_transcript(&plugin("echo"));
+}
+
+#[test]
+fn the_seed_client_script_gets_its_echoes() {
+    seed_client_script(&plugin("echo"));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! Plugins come from `plugins/` and fixtures from `$SWITCHBOARD_FIXTURES`; both are built
 //! by `cargo xtask test`, which is how this suite is meant to run.
 
+mod activation;
 mod admin;
 mod browser;
 mod budgets;
@@ -17,6 +18,7 @@ mod limits;
 mod metrics;
 mod multihost;
 mod new;
+mod privileges;
 mod reload;
 mod running;
 mod serial;

@@ -182,12 +182,16 @@ fn the_systemd_unit_verifies() {
     let dir = scratch("unit");
     let path = dir.join("switchboard.service");
     std::fs::write(&path, here).unwrap();
+    // The socket unit beside it (it names the service, which must be there).
+    let socket = dir.join("switchboard-echo.socket");
+    std::fs::copy(repo_file("contrib/systemd/switchboard-echo.socket"), &socket).unwrap();
     let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no", path.to_str().unwrap()])
+        .args(["verify", "--man=no", path.to_str().unwrap(), socket.to_str().unwrap()])
         .output()
         .expect("systemd-analyze (Debian's systemd package, installed by .ci/run)");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let complaints: Vec<&str> = stderr.lines().filter(|l| l.contains("switchboard.service")).collect();
+    let complaints: Vec<&str> =
+        stderr.lines().filter(|l| l.contains("switchboard.service") || l.contains("switchboard-echo.socket")).collect();
     assert!(out.status.success() && complaints.is_empty(), "{stderr}");
 }
 

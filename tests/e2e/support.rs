@@ -88,15 +88,15 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables.
     pub fn start_env(args: &[&str], expect: usize, env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(binary())
-            .arg("serve")
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting switchboard");
+        let mut command = Command::new(binary());
+        command.arg("serve").args(args).envs(env.iter().copied());
+        Server::start_command(command, expect)
+    }
+
+    /// Starts `command` (a `switchboard serve`, perhaps under a wrapper that execs it)
+    /// and waits for `expect` listening lines.
+    pub fn start_command(mut command: Command, expect: usize) -> Server {
+        let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting switchboard");
         let stderr = Arc::new(Mutex::new(String::new()));
         {
             let stderr = stderr.clone();
@@ -206,6 +206,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal (e.g. `libc::SIGTERM`) to the server.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
@@ -283,7 +288,11 @@ pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
 
 /// The seed echo client: sends each message and expects `Echo=>` + message back.
 pub fn seed_echo_client(addr: SocketAddr, messages: &[&[u8]]) {
-    let mut s = connect(addr);
+    seed_echo_client_on(connect(addr), messages);
+}
+
+/// [`seed_echo_client`] on a stream already connected.
+pub fn seed_echo_client_on(mut s: TcpStream, messages: &[&[u8]]) {
     for m in messages {
         s.write_all(m).unwrap();
         let reply = read_n(&mut s, 6 + m.len());

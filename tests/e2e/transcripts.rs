@@ -39,7 +39,7 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn the_seed_echo_transcript_passes_on_every_echo() {
-    for name in ["echo", "echo-py", "echo-js"] {
+    for name in ["echo", "echo-py", "echo-js", "echo-c"] {
         assert_passes(&plugin(name), &[&transcript("echo")]);
     }
 }

@@ -148,7 +148,7 @@ pub fn test_python(root: &Path, target: &Path) -> Result<PathBuf> {
 
 /// Makes `venv` a virtualenv with exactly the requirements in `pins`, unless it already
 /// is one (it remembers the pins it was made from).
-fn virtualenv(pins: &Path, venv: &Path) -> Result<()> {
+pub(crate) fn virtualenv(pins: &Path, venv: &Path) -> Result<()> {
     let installed = venv.join("switchboard-requirements.txt");
     if !same_contents(pins, &installed) {
         let _ = std::fs::remove_dir_all(venv);
@@ -228,7 +228,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Whether a command runs and succeeds.
-fn works(cmd: &[&str]) -> bool {
+pub(crate) fn works(cmd: &[&str]) -> bool {
     Command::new(cmd[0]).args(&cmd[1..]).output().is_ok_and(|o| o.status.success())
 }
 
@@ -237,7 +237,7 @@ fn same_contents(a: &Path, b: &Path) -> bool {
 }
 
 /// Whether `out` exists and is newer than every file under `inputs`.
-fn is_fresh(out: &Path, inputs: &[PathBuf]) -> Result<bool> {
+pub(crate) fn is_fresh(out: &Path, inputs: &[PathBuf]) -> Result<bool> {
     let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else { return Ok(false) };
     let mut newest = SystemTime::UNIX_EPOCH;
     for input in inputs {

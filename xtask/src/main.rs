@@ -2,7 +2,7 @@
 //!
 //! - `build`: release host + every shipped plugin (copied to `plugins/NAME.wasm`) + the
 //!   test fixtures (copied to `<target>/fixtures/`) + the Python and JavaScript plugins
-//!   when python3 and node are installed ([`langs`]).
+//!   when python3 and node are installed ([`langs`]) + the C plugins ([`c_plugins`]).
 //! - `demo`: build, then serve every `plugins/*.wasm` on its default listeners.
 //! - `test`: build (the Python and JavaScript plugins included, or fail), then run the
 //!   whole suite (unit tests, SDK tests, end-to-end tests).
@@ -16,6 +16,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod c_plugins;
 mod langs;
 mod npm_lock;
 
@@ -147,6 +148,11 @@ fn build(root: &Path, langs: langs::Need) -> Result<Built> {
         std::fs::copy(&built, fixtures.join(format!("{name}.wasm"))).with_context(|| format!("copying fixture {name}.wasm"))?;
     }
     langs::build(root, &target, langs)?;
+    if langs == langs::Need::Required || langs::works(&["python3", "-c", "import venv, ensurepip"]) {
+        c_plugins::build(root, &target)?;
+    } else {
+        eprintln!("xtask: skipping echo-c: its toolchain (zig, wasm-tools) is installed with python3 (with venv), not found");
+    }
     let host = target.join("release").join("switchboard");
     eprintln!("xtask: built {}", host.display());
     Ok(Built { host, fixtures })
@@ -164,7 +170,7 @@ fn demo(root: &Path) -> Result<()> {
     for p in &plugins {
         let mut spec = p.strip_prefix(root).unwrap_or(p).as_os_str().to_owned();
         // The Python and JavaScript twins share the Rust plugins' default ports.
-        if p.file_stem().and_then(|s| s.to_str()).is_some_and(langs::is_twin) {
+        if p.file_stem().and_then(|s| s.to_str()).is_some_and(|s| langs::is_twin(s) || c_plugins::is_twin(s)) {
             spec.push("@0");
         }
         cmd.arg("--plugin").arg(spec);

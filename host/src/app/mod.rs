@@ -7,6 +7,7 @@ pub mod admin;
 pub mod check;
 pub mod connect;
 pub mod new;
+pub mod privileges;
 pub mod serve;
 pub mod status;
 mod systemd;

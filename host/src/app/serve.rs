@@ -23,7 +23,7 @@ use crate::instance::LoadError;
 use crate::instance::cache::ArtifactCache;
 use crate::instance::capacity::{self, CapacityError, KernelLimits};
 use crate::instance::runtime::{Runtime, RuntimeOptions};
-use crate::listener::Shared;
+use crate::listener::{BindOptions, Shared, SocketOptions};
 use crate::session::record::Recorders;
 use crate::session::stream::CLOSE_GRACE;
 use crate::util::error::Chain;
@@ -44,6 +44,9 @@ pub enum StartError {
     /// The kernel's limits cannot hold the connections asked for.
     #[error(transparent)]
     Capacity(#[from] CapacityError),
+    /// `--user` cannot be honoured.
+    #[error(transparent)]
+    Privileges(#[from] crate::app::privileges::PrivilegeError),
     /// No plugin was given.
     #[error("no plugins to serve: give --plugin PATH, --plugins DIR or --config FILE")]
     NoPlugins,
@@ -131,11 +134,15 @@ pub async fn serve(
         // The command line wins over the file's [serve] table.
         let table = crate::config::file::read_serve_table(path)?;
         config.admin = config.admin.or(table.admin);
+        config.reuse_port |= table.reuse_port.unwrap_or(false);
+        config.ipv6_only |= table.ipv6_only.unwrap_or(false);
         if let (HubBackend::InProcess, Some(url)) = (&config.hub, table.hub) {
             let prefix = table.hub_prefix.unwrap_or_else(|| defaults::HUB_PREFIX.to_string());
             config.hub = HubBackend::Redis(RedisHub { url, prefix });
         }
     }
+    // Looked up before anything is bound: a typo fails the start at once.
+    let user = config.user.as_deref().map(crate::app::privileges::Target::lookup).transpose()?;
     let sources = sources(&config)?;
     // The pool holds every admitted connection's instance, plus room for describe() calls.
     let runtime = RuntimeOptions {
@@ -164,7 +171,14 @@ pub async fn serve(
         recorders,
     };
     let stop = CancellationToken::new();
-    let registry = Registry::new(shared.clone(), stop.clone(), sources, config.limits, config.udp, overrides(&config))?;
+    let registry = Registry::new(
+        shared.clone(),
+        stop.clone(),
+        sources,
+        config.limits,
+        BindOptions { udp: config.udp, socket: SocketOptions { reuse_port: config.reuse_port, ipv6_only: config.ipv6_only } },
+        overrides(&config),
+    )?;
 
     // Up before the plugins load, so /readyz says 503 while they do.
     let drain_requested = CancellationToken::new();
@@ -192,6 +206,10 @@ pub async fn serve(
     }
     if registry.services().is_empty() && registry.sources().dir.is_none() {
         return Err(StartError::NoPlugins);
+    }
+    // Every listener named at start (and the admin endpoint) holds its socket now.
+    if let Some(user) = &user {
+        user.switch()?;
     }
     started(&registry, &rejected, &config);
     let systemd = tokio::spawn(systemd::ready_when_served(registry.clone(), stop.clone()));

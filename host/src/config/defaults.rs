@@ -9,6 +9,9 @@ use super::units::{Amplification, AtLeastOne, Count, OptionalDuration, Rate, Rep
 pub const DRAIN_TIMEOUT: OptionalDuration = OptionalDuration(Some(Duration::from_secs(10)));
 /// `--memory-limit`: linear memory of one instance.
 pub const MEMORY_LIMIT: Size = Size(64 << 20);
+/// `--admin-getfile-max`: the largest file the /getfile form fetches into its temporary
+/// directory.
+pub const ADMIN_GETFILE_MAX: Size = Size(1 << 30);
 /// `--cpu-budget`: CPU time of one connection.
 pub const CPU_BUDGET: OptionalDuration = OptionalDuration(Some(Duration::from_secs(60)));
 /// `--idle-timeout`: no traffic and a waiting plugin for this long closes a connection.

@@ -232,6 +232,10 @@ pub struct ServeTable {
     pub hub: Option<super::hub::HubUrl>,
     /// `--hub-prefix PREFIX`.
     pub hub_prefix: Option<String>,
+    /// `--reuse-port`.
+    pub reuse_port: Option<bool>,
+    /// `--ipv6-only`.
+    pub ipv6_only: Option<bool>,
 }
 
 /// A whole `--config` file: `[serve]` and one table per plugin. Deserialised key by
@@ -342,6 +346,8 @@ mod tests {
         let file: ConfigFile = toml::from_str("[serve]\nhub = \"redis://127.0.0.1:6379/1\"\nhub-prefix = \"team:\"\n").unwrap();
         assert_eq!(file.serve.hub.map(|u| u.to_string()).as_deref(), Some("redis://127.0.0.1:6379/1"));
         assert_eq!(file.serve.hub_prefix.as_deref(), Some("team:"));
+        let file: ConfigFile = toml::from_str("[serve]\nreuse-port = true\nipv6-only = true\n").unwrap();
+        assert_eq!((file.serve.reuse_port, file.serve.ipv6_only), (Some(true), Some(true)));
         let text = "[serve]\nhub = \"nats://x:4222\"\n";
         let err = syntax(text, &toml::from_str::<ConfigFile>(text).unwrap_err()).to_string();
         assert!(err.starts_with("line 2, column 7:") && err.contains("only redis:// is supported"), "{err}");

@@ -1,4 +1,5 @@
-//! Listener addresses: `PORT | HOST:PORT | tcp:HOST:PORT | udp:HOST:PORT | serial:DEVICE[:BAUD]`.
+//! Listener addresses: `PORT | HOST:PORT | tcp:HOST:PORT | udp:HOST:PORT | serial:DEVICE[:BAUD] |
+//! systemd:NAME`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -6,7 +7,7 @@ use std::str::FromStr;
 use super::defaults::{BAUD as DEFAULT_BAUD, LISTEN_HOST as DEFAULT_HOST};
 
 /// The transports a listener may name.
-const TRANSPORTS: [&str; 3] = ["tcp", "udp", "serial"];
+const TRANSPORTS: [&str; 4] = ["tcp", "udp", "serial", "systemd"];
 
 /// Line speeds a serial listener accepts (the termios rates Linux offers).
 pub const BAUD_RATES: [u32; 30] = [
@@ -38,11 +39,17 @@ pub enum Listen {
         /// Line speed.
         baud: u32,
     },
+    /// A listening socket passed by systemd (socket activation), by its name
+    /// (`FileDescriptorName=` of the `.socket` unit); TCP or UDP, whichever it is.
+    Systemd {
+        /// The socket's name in `LISTEN_FDNAMES`.
+        name: String,
+    },
 }
 
 /// A listener address that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad listener {spec:?}: {reason} (expected PORT, HOST:PORT, tcp:HOST:PORT, udp:HOST:PORT or serial:DEVICE[:BAUD])")]
+#[error("bad listener {spec:?}: {reason} (expected PORT, HOST:PORT, tcp:HOST:PORT, udp:HOST:PORT, serial:DEVICE[:BAUD] or systemd:NAME)")]
 pub struct ListenError {
     spec: String,
     reason: String,
@@ -127,6 +134,19 @@ fn serial(spec: &str, rest: &str) -> Result<Listen, ListenError> {
     Ok(Listen::Serial { device: device.to_string(), baud })
 }
 
+/// `systemd:NAME`, after the `systemd:`: a name as systemd allows one in
+/// `FileDescriptorName=` (1–255 printable ASCII characters, no colon).
+fn systemd(spec: &str, name: &str) -> Result<Listen, ListenError> {
+    let err = |reason: &str| ListenError { spec: spec.to_string(), reason: reason.to_string() };
+    if name.is_empty() {
+        return Err(err("empty socket name (the FileDescriptorName= of the .socket unit)"));
+    }
+    if name.len() > 255 || !name.chars().all(|c| c.is_ascii_graphic() && c != ':') {
+        return Err(err("a socket name is 1-255 printable ASCII characters without ':' or spaces"));
+    }
+    Ok(Listen::Systemd { name: name.to_string() })
+}
+
 impl FromStr for Listen {
     type Err = ListenError;
 
@@ -134,6 +154,9 @@ impl FromStr for Listen {
         let spec = spec.trim();
         if let Some(rest) = spec.strip_prefix("serial:") {
             return serial(spec, rest);
+        }
+        if let Some(name) = spec.strip_prefix("systemd:") {
+            return systemd(spec, name);
         }
         if let Some(rest) = spec.strip_prefix("udp:") {
             let (host, port) = host_port(spec, rest)?;
@@ -161,6 +184,7 @@ impl fmt::Display for Listen {
             Listen::Tcp { host, port } => write!(f, "tcp:{}:{port}", bracket(host)),
             Listen::Udp { host, port } => write!(f, "udp:{}:{port}", bracket(host)),
             Listen::Serial { device, baud } => write!(f, "serial:{device}:{baud}"),
+            Listen::Systemd { name } => write!(f, "systemd:{name}"),
         }
     }
 }
@@ -189,11 +213,12 @@ mod tests {
         assert_eq!("serial:/dev/pts/3:115200".parse(), Ok(Listen::Serial { device: "/dev/pts/3".into(), baud: 115200 }));
         assert_eq!("serial:/dev/ttyUSB0".parse(), Ok(Listen::Serial { device: "/dev/ttyUSB0".into(), baud: DEFAULT_BAUD }));
         assert_eq!(parse_list("127.0.0.1:0,127.0.0.1:0").unwrap().len(), 2);
+        assert_eq!("systemd:echo".parse(), Ok(Listen::Systemd { name: "echo".into() }));
     }
 
     #[test]
     fn bad_forms_say_what_is_wrong() {
-        for bad in ["", "udp:", "70000", "host:", ":80", "serial:", "tcp:1.2.3.4:x"] {
+        for bad in ["", "udp:", "70000", "host:", ":80", "serial:", "tcp:1.2.3.4:x", "systemd:", "systemd:a:b", "systemd:a b"] {
             let err = bad.parse::<Listen>().unwrap_err().to_string();
             assert!(err.contains("expected PORT"), "{bad}: {err}");
         }
@@ -222,7 +247,7 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for spec in ["tcp:127.0.0.1:5", "udp:[::1]:7", "serial:/dev/pts/3:115200"] {
+        for spec in ["tcp:127.0.0.1:5", "udp:[::1]:7", "serial:/dev/pts/3:115200", "systemd:chat.tcp"] {
             assert_eq!(spec.parse::<Listen>().unwrap().to_string(), spec);
         }
     }

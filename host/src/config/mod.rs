@@ -21,6 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use units::Size;
+
 pub use admission::{AdmissionConfig, Cidr};
 pub use file::{ConfigError, ConfigProblem, PluginConfig, ServeTable};
 pub use hub::{HubBackend, HubUrl, RedisHub};
@@ -108,10 +110,17 @@ pub struct ServeConfig {
     pub admin_options: AdminOptions,
     /// `--record DIR`: each TCP connection's transcript is written there.
     pub record: Option<PathBuf>,
+    /// `--reuse-port`: TCP and UDP listeners set `SO_REUSEPORT`, so another `serve` can
+    /// bind the same ports (start the new one, then SIGTERM the old one: it drains).
+    pub reuse_port: bool,
+    /// `--ipv6-only`: IPv6 listeners take IPv6 only (default: dual-stack).
+    pub ipv6_only: bool,
+    /// `--user NAME`: the user to become once the listeners are bound.
+    pub user: Option<String>,
 }
 
 /// How the admin endpoint guards what it does.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminOptions {
     /// `--admin-token-file FILE`: every POST needs `Authorization: Bearer TOKEN` with the
     /// token in this file; a non-loopback `--admin` address needs one.
@@ -121,6 +130,15 @@ pub struct AdminOptions {
     /// `--admin-getfile PATH`: the getfile component the `/getfile` form runs (default:
     /// the served plugin named `getfile`).
     pub getfile: Option<PathBuf>,
+    /// `--admin-getfile-max SIZE`: the `/getfile` form stops a transfer that grows past
+    /// this (it lands in a temporary directory first).
+    pub getfile_max: Size,
+}
+
+impl Default for AdminOptions {
+    fn default() -> Self {
+        AdminOptions { token_file: None, dial_allow: Vec::new(), getfile: None, getfile_max: defaults::ADMIN_GETFILE_MAX }
+    }
 }
 
 impl Default for ServeConfig {
@@ -140,6 +158,9 @@ impl Default for ServeConfig {
             hub: HubBackend::InProcess,
             admin_options: AdminOptions::default(),
             record: None,
+            reuse_port: false,
+            ipv6_only: false,
+            user: None,
         }
     }
 }

@@ -25,11 +25,11 @@ use super::sources::Sources;
 mod error;
 mod operator;
 use crate::config::file::{read_config_file, read_serve_table, sidecar_of};
-use crate::config::{ConfigError, ConfigProblem, Limits, Listen, PluginConfig, ServeTable, UdpOptions, not_a_directory};
+use crate::config::{ConfigError, ConfigProblem, Limits, Listen, PluginConfig, ServeTable, not_a_directory};
 use crate::instance::cache::Origin;
 use crate::instance::grants::{DirGrant, Grants, Stdio};
 use crate::instance::plugin::{Plugin, PluginFile};
-use crate::listener::{BoundListener, Paused, Shared, bind, check_world};
+use crate::listener::{BindOptions, BoundListener, Paused, Shared, bind, check_world};
 use crate::service::Service;
 use crate::session::record::RecordDir;
 pub use error::ReloadError;
@@ -78,7 +78,8 @@ pub(crate) struct Registry {
     sources: Sources,
     /// Limits from the command line, before per-plugin overrides.
     limits: Limits,
-    udp: UdpOptions,
+    /// How listeners are bound (UDP settings, `--reuse-port`).
+    bind_options: BindOptions,
     /// The command line's per-plugin settings, grants and listeners (`--set`, `--dir`,
     /// `@LISTEN`), which override the files.
     overrides: BTreeMap<String, PluginConfig>,
@@ -118,7 +119,7 @@ impl Registry {
         stop: CancellationToken,
         sources: Sources,
         limits: Limits,
-        udp: UdpOptions,
+        bind_options: BindOptions,
         overrides: BTreeMap<String, PluginConfig>,
     ) -> Result<Arc<Registry>, ConfigError> {
         let (config, serve_table) = match &sources.config_file {
@@ -130,7 +131,7 @@ impl Registry {
             stop,
             sources,
             limits,
-            udp,
+            bind_options,
             overrides,
             config: Mutex::new(config),
             serve_table,
@@ -273,7 +274,7 @@ impl Registry {
             if current.contains(listen) {
                 check_world(&plugin, listen)?;
             } else {
-                fresh.push((listen.clone(), bind(&plugin, listen.clone(), self.udp).await?));
+                fresh.push((listen.clone(), bind(&plugin, listen.clone(), self.bind_options).await?));
             }
         }
         Ok(Some(Prepared { plugin, record, config, listens, fresh }))

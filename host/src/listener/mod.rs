@@ -3,6 +3,7 @@
 //! [`tcp`], [`udp`] and [`serial`], which all start conversations the same way
 //! ([`conversation`]).
 
+pub(crate) mod activation;
 pub(crate) mod conversation;
 pub(crate) mod serial;
 pub(crate) mod tcp;
@@ -151,6 +152,12 @@ pub(crate) fn check_world(plugin: &Plugin, listen: &Listen) -> Result<(), Listen
         Listen::Tcp { .. } => (plugin.world.streams(), STREAMS, "TCP"),
         Listen::Serial { .. } => (plugin.world.streams(), STREAMS, "a serial line"),
         Listen::Udp { .. } => (plugin.world.datagrams(), DATAGRAMS, "UDP"),
+        Listen::Systemd { name } => match activation::kind(name) {
+            Some(activation::Kind::Stream) => (plugin.world.streams(), STREAMS, "TCP"),
+            Some(activation::Kind::Datagram) => (plugin.world.datagrams(), DATAGRAMS, "UDP"),
+            // No such socket: binding says so.
+            None => (true, STREAMS, "TCP"),
+        },
     };
     if ok {
         return Ok(());
@@ -164,13 +171,57 @@ pub(crate) fn check_world(plugin: &Plugin, listen: &Listen) -> Result<(), Listen
     })
 }
 
-/// Binds (or opens) one listener for `plugin`.
-pub(crate) async fn bind(plugin: &Plugin, listen: Listen, udp_options: UdpOptions) -> Result<BoundListener, ListenerError> {
+/// How listeners are bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BindOptions {
+    /// Settings of every UDP listener.
+    pub(crate) udp: UdpOptions,
+    /// Options set on TCP and UDP sockets before they bind.
+    pub(crate) socket: SocketOptions,
+}
+
+/// Options set on a TCP or UDP socket before it binds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SocketOptions {
+    /// `--reuse-port`: `SO_REUSEPORT`, so several processes can serve one port (the
+    /// kernel spreads connections over them).
+    pub(crate) reuse_port: bool,
+    /// `--ipv6-only`: an IPv6 listener (`[::]:PORT`) takes IPv6 only; without it, it is
+    /// dual-stack (IPv4 clients arrive as `::ffff:a.b.c.d`) whatever the host's
+    /// `net.ipv6.bindv6only` says.
+    pub(crate) ipv6_only: bool,
+}
+
+impl SocketOptions {
+    /// Sets the options on `socket`, which is about to bind `addr`.
+    fn apply(&self, socket: &socket2::SockRef<'_>, addr: std::net::SocketAddr) -> std::io::Result<()> {
+        if self.reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        if addr.is_ipv6() {
+            socket.set_only_v6(self.ipv6_only)?;
+        }
+        Ok(())
+    }
+}
+
+/// Binds (or opens, or adopts from systemd) one listener for `plugin`.
+pub(crate) async fn bind(plugin: &Plugin, listen: Listen, options: BindOptions) -> Result<BoundListener, ListenerError> {
     check_world(plugin, &listen)?;
     let bind_error = |source| ListenerError::Bind { plugin: plugin.name.to_string(), listen: listen.clone(), source };
     match &listen {
-        Listen::Tcp { host, port } => tcp::bind(host, *port).await.map(BoundListener::Tcp).map_err(bind_error),
-        Listen::Udp { host, port } => udp::bind(host, *port, udp_options).await.map(BoundListener::Udp).map_err(bind_error),
+        Listen::Tcp { host, port } => tcp::bind(host, *port, options.socket).await.map(BoundListener::Tcp).map_err(bind_error),
+        Listen::Udp { host, port } => udp::bind(host, *port, options.udp, options.socket).await.map(BoundListener::Udp).map_err(bind_error),
         Listen::Serial { device, baud } => serial::open(device, *baud).await.map(BoundListener::Serial).map_err(bind_error),
+        Listen::Systemd { name } => adopt(name, options.udp).map_err(bind_error),
+    }
+}
+
+/// The socket systemd passed as `name`, as a TCP or UDP listener.
+fn adopt(name: &str, udp_options: UdpOptions) -> std::io::Result<BoundListener> {
+    let (fd, kind) = activation::take(name)?;
+    match kind {
+        activation::Kind::Stream => Ok(BoundListener::Tcp(TcpListener::from_std(std::net::TcpListener::from(fd))?)),
+        activation::Kind::Datagram => udp::adopt(std::net::UdpSocket::from(fd), udp_options).map(BoundListener::Udp),
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::conversation::{self, SHUTTING_DOWN, closed_at_drain_timeout};
-use super::{Paused, Shared};
+use super::{Paused, Shared, SocketOptions};
 use crate::admission::{Refusal, Source};
 use crate::guest::bindings::{Role, Transport};
 use crate::guest::closer::Closer;
@@ -22,14 +22,16 @@ use crate::util::backoff::Backoff;
 /// thousands of clients connect at once, and every overflow costs a client a 1 s SYN retry.
 pub const BACKLOG: u32 = 4096;
 
-/// Binds `host:port` (the first address it resolves to).
-pub(crate) async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+/// Binds `host:port` (the first address it resolves to) with the socket options of
+/// `options` (`SO_REUSEPORT`, `IPV6_V6ONLY`).
+pub(crate) async fn bind(host: &str, port: u16, options: SocketOptions) -> std::io::Result<TcpListener> {
     let addr = tokio::net::lookup_host((host, port))
         .await?
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} resolves to no address")))?;
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
+    options.apply(&socket2::SockRef::from(&socket), addr)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }

@@ -33,6 +33,7 @@ use parking_lot::Mutex;
 use tokio::net::UdpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::SocketOptions;
 use super::conversation::{self, closed_at_drain_timeout};
 use super::udp_guard::{Allowance, Dropped, Drops, OwnAddr, ReplyLimiter, amplification_fit, reflection_from_here};
 use super::{Paused, Shared};
@@ -67,9 +68,23 @@ impl UdpListener {
     }
 }
 
-/// Binds `host:port`.
-pub(crate) async fn bind(host: &str, port: u16, options: UdpOptions) -> io::Result<UdpListener> {
-    let socket = UdpSocket::bind((host, port)).await?;
+/// Binds `host:port` (the first address it resolves to) with the socket options of
+/// `socket` (`SO_REUSEPORT`, `IPV6_V6ONLY`).
+pub(crate) async fn bind(host: &str, port: u16, options: UdpOptions, socket: SocketOptions) -> io::Result<UdpListener> {
+    let addr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} resolves to no address")))?;
+    let bound = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    socket.apply(&socket2::SockRef::from(&bound), addr)?;
+    bound.bind(&addr.into())?;
+    adopt(bound.into(), options)
+}
+
+/// Serves a UDP socket that is already bound (passed by systemd, or bound with options).
+pub(crate) fn adopt(socket: std::net::UdpSocket, options: UdpOptions) -> io::Result<UdpListener> {
+    socket.set_nonblocking(true)?;
+    let socket = UdpSocket::from_std(socket)?;
     let own_address = OwnAddr::register(socket.local_addr()?);
     Ok(UdpListener { socket, options, own_address })
 }

@@ -286,6 +286,21 @@ impl Server {
         proc_status_kib(pid, "VmRSS:")
     }
 
+    /// CPU time the server process has used so far, all threads, in nanoseconds (the first
+    /// field of every `/proc/PID/task/TID/schedstat`: nanosecond resolution, unlike the
+    /// clock ticks of `/proc/PID/stat`).
+    pub fn cpu_ns(&self) -> Result<u64> {
+        let pid = self.child.id().context("the server has exited")?;
+        let tasks = format!("/proc/{pid}/task");
+        let mut total = 0;
+        for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
+            // A thread may end between the listing and the read: it no longer counts.
+            let Ok(stat) = std::fs::read_to_string(task?.path().join("schedstat")) else { continue };
+            total += stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
+        }
+        Ok(total)
+    }
+
     /// The address plugin `name` listens on, from its `listening` line.
     pub fn listener(&self, name: &str) -> Option<SocketAddr> {
         self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a)

@@ -18,6 +18,8 @@ pub enum Unit {
     YesNo,
     /// A count; the label names what is counted, e.g. "errors".
     Count(&'static str),
+    /// A share in percent (1.0 = 1 %).
+    Percent,
 }
 
 /// A target for switchboard's figure.
@@ -254,6 +256,7 @@ pub fn figure(unit: Unit, v: f64) -> String {
         Unit::YesNo if v >= 1.0 => "yes".into(),
         Unit::YesNo => "no".into(),
         Unit::Count(label) => format!("{} {label}", thousands(v)),
+        Unit::Percent => format!("{v:.3} %"),
     }
 }
 

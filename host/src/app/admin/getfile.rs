@@ -9,7 +9,9 @@
 //! the operator's network. The name is resolved once and that address is dialed.
 //!
 //! Which component runs: `--admin-getfile PATH` if given, else the file of the served
-//! plugin named `getfile`.
+//! plugin named `getfile`. How much it may fetch: `--admin-getfile-max` (1 GiB by
+//! default); the temporary directory is measured while the transfer runs and a transfer
+//! that grows past the cap is stopped and answered with 413.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -44,17 +46,20 @@ const MAX_FORM: usize = 16 << 10;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes per chunk of the download.
 const CHUNK: usize = 64 << 10;
+/// How often the temporary directory is measured during a transfer.
+const MEASURE_EVERY: Duration = Duration::from_millis(20);
 
 /// The form's settings.
 pub(super) struct Form {
     component: Option<PathBuf>,
     dial_allow: Vec<Cidr>,
+    max: u64,
 }
 
 impl Form {
     /// From `--admin-getfile` and `--admin-dial-allow`.
     pub(super) fn new(options: &AdminOptions) -> Form {
-        Form { component: options.getfile.clone(), dial_allow: options.dial_allow.clone() }
+        Form { component: options.getfile.clone(), dial_allow: options.dial_allow.clone(), max: options.getfile_max.0 as u64 }
     }
 }
 
@@ -128,7 +133,19 @@ async fn fetch_file(state: &Arc<State>, req: Request<Incoming>, header_token: Au
     let _ = socket.set_nodelay(true);
     let local_addr = socket.local_addr().map(conversation::show).unwrap_or_default();
     let info = conversation::info(rt, Transport::Tcp, Role::Dialed, conversation::show(addr), local_addr);
-    let outcome = run_stream(rt, &plugin, info, socket.into_split(), Closer::new(), Pace::Client, Measures::none()).await;
+    let closer = Closer::new();
+    let cap = tokio::spawn(stop_past(dir.0.clone(), state.getfile.max, closer.clone()));
+    let outcome = run_stream(rt, &plugin, info, socket.into_split(), closer, Pace::Client, Measures::none()).await;
+    cap.abort();
+    if matches!(cap.await, Ok(true)) {
+        return Err(Refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{server}:{port} sent more of {name:?} than this form fetches ({} bytes; the server's --admin-getfile-max): the transfer was stopped",
+                state.getfile.max
+            ),
+        ));
+    }
     if !matches!(outcome, Outcome::Ok) {
         let why = match outcome {
             Outcome::Ok => unreachable!("matched above"),
@@ -156,6 +173,25 @@ async fn fetch_file(state: &Arc<State>, req: Request<Incoming>, header_token: Au
     }
     *response.status_mut() = StatusCode::OK;
     Ok(response)
+}
+
+/// Measures `dir` (the files directly in it) every [`MEASURE_EVERY`]; past `max` bytes,
+/// closes the transfer and returns true. Runs until aborted otherwise.
+async fn stop_past(dir: PathBuf, max: u64, closer: Closer) -> bool {
+    let mut ticks = tokio::time::interval(MEASURE_EVERY);
+    loop {
+        ticks.tick().await;
+        let mut total = 0u64;
+        if let Ok(mut entries) = tokio::fs::read_dir(&dir).await {
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                total += entry.metadata().await.map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        if total > max {
+            closer.close(format!("the /getfile form's cap of {max} bytes was reached"));
+            return true;
+        }
+    }
 }
 
 /// The getfile component to run.
