@@ -106,7 +106,7 @@ impl TestArgs {
 /// `switchboard new`.
 #[derive(Debug, Args)]
 pub struct NewArgs {
-    /// The plugin's name: the directory, the crate and NAME.wasm (letters, digits, '-', '_').
+    /// The plugin's name: the directory, the package and NAME.wasm (letters, digits, '-', '_').
     #[arg(value_name = "NAME")]
     pub name: String,
 
@@ -124,6 +124,10 @@ pub struct NewArgs {
 pub enum NewLang {
     /// A Cargo project for wasm32-wasip2.
     Rust,
+    /// An app.py built by componentize-py (pinned, installed into ./NAME/.venv).
+    Python,
+    /// An app.js built by componentize-js (pinned, installed by npm).
+    Js,
 }
 
 /// `switchboard new --world`.
@@ -143,6 +147,8 @@ impl NewArgs {
         use switchboard::app::new::{Lang, World};
         let lang = match self.lang {
             NewLang::Rust => Lang::Rust,
+            NewLang::Python => Lang::Python,
+            NewLang::Js => Lang::Js,
         };
         let world = match self.world {
             NewWorld::Stream => World::Stream,
