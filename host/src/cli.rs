@@ -306,6 +306,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DUR", default_value_t = defaults::MAX_DURATION)]
     pub max_duration: OptionalDuration,
 
+    /// TCP keepalive: after this long without traffic the kernel probes the peer (then at
+    /// this interval), so a vanished client is noticed even with --idle-timeout off (a
+    /// quiet chat room); `off`: no probes.
+    #[arg(long, value_name = "DUR", default_value_t = defaults::KEEPALIVE)]
+    pub keepalive: OptionalDuration,
+
     /// Most connections open at once, all plugins together (at least 1: it sizes the
     /// instance pool); more are closed at once.
     #[arg(long, value_name = "N", default_value_t = defaults::MAX_CONNECTIONS)]
@@ -488,6 +494,7 @@ impl ServeArgs {
                 cpu_budget: self.cpu_budget.0,
                 idle_timeout: self.idle_timeout.0,
                 max_duration: self.max_duration.0,
+                keepalive: self.keepalive.0,
             },
             admission: AdmissionConfig {
                 max_connections: self.max_connections.0,

@@ -238,3 +238,34 @@ fn a_writer_whose_client_never_reads_keeps_host_memory_flat() {
     assert!(after < before + 8 * 1024, "RSS grew from {before} to {after} KiB");
     drop(clients);
 }
+
+#[test]
+fn a_refused_client_gets_the_busy_line_and_keepalive_probes_a_quiet_one() {
+    let dir = std::env::temp_dir().join(format!("switchboard-e2e-busy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(plugin("echo"), dir.join("echo.wasm")).unwrap();
+    std::fs::write(
+        dir.join("echo.toml"),
+        "listen = [\"127.0.0.1:0\"]\nbusy = \"busy: one client at a time, try again later\\r\\n\"\n\
+         [limits]\nmax-connections = 1\nkeepalive = \"45s\"\nidle-timeout = \"off\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&["--plugins", dir.to_str().unwrap()], 1);
+    let addr = server.addr(0);
+    let mut first = connect(addr);
+    assert!(echo_once(&mut first, b"hello"), "the first client is served");
+    let mut second = connect(addr);
+    let mut said = String::new();
+    second.read_to_string(&mut said).unwrap();
+    assert_eq!(said, "busy: one client at a time, try again later\r\n", "then the close");
+    // The kernel's keepalive timer runs on the served connection (ss shows it).
+    let port = first.local_addr().unwrap().port();
+    let out = std::process::Command::new("ss")
+        .args(["-tnoH", "state", "established", &format!("( sport = :{} and dport = :{port} )", addr.port())])
+        .output()
+        .expect("ss (Debian's iproute2; .ci/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("timer:(keepalive,"), "the server's side of the connection has no keepalive timer:\n{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,6 +18,9 @@ pub const CPU_BUDGET: OptionalDuration = OptionalDuration(Some(Duration::from_se
 pub const IDLE_TIMEOUT: OptionalDuration = OptionalDuration(Some(Duration::from_secs(300)));
 /// `--max-duration`: no limit on a connection's age.
 pub const MAX_DURATION: OptionalDuration = OptionalDuration(None);
+/// `--keepalive`: TCP keepalive probes are off unless asked for (the idle timeout ends
+/// quiet connections first by default).
+pub const KEEPALIVE: OptionalDuration = OptionalDuration(None);
 /// `--max-connections`: connections open at once, all plugins together.
 pub const MAX_CONNECTIONS: AtLeastOne = AtLeastOne(10_000);
 /// `--max-per-ip`: no per-address limit.

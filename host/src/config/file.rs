@@ -57,6 +57,10 @@ pub struct PluginConfig {
     pub record: Option<PathBuf>,
     /// Certificate and key of its `tls:` listeners, and client certificates.
     pub tls: Option<TlsConfig>,
+    /// A line sent to a TCP client refused at admission (limits, rules, a paused
+    /// listener) before the close; e.g. `"busy: try again later\r\n"`. Not on TLS
+    /// listeners (the client expects a handshake).
+    pub busy: Option<String>,
     /// Its TCP and TLS listeners expect a PROXY protocol header (v1 or v2) first, from a
     /// `--proxy-from` source; the real client address is the header's.
     pub proxy_protocol: Option<bool>,
@@ -74,6 +78,8 @@ pub struct LimitsConfig {
     pub idle_timeout: Option<String>,
     /// `--max-duration`.
     pub max_duration: Option<String>,
+    /// `--keepalive`.
+    pub keepalive: Option<String>,
     /// The plugin's own connection limit (0: only the global one).
     pub max_connections: Option<usize>,
 }
@@ -206,6 +212,9 @@ impl PluginConfig {
         if over.proxy_protocol.is_some() {
             self.proxy_protocol = over.proxy_protocol;
         }
+        if over.busy.is_some() {
+            self.busy = over.busy.clone();
+        }
         if let Some(over) = &over.tls {
             self.tls = Some(self.tls.take().unwrap_or_default().overridden_by(over));
         }
@@ -215,6 +224,7 @@ impl PluginConfig {
         l.cpu_budget = o.cpu_budget.clone().or(l.cpu_budget.take());
         l.idle_timeout = o.idle_timeout.clone().or(l.idle_timeout.take());
         l.max_duration = o.max_duration.clone().or(l.max_duration.take());
+        l.keepalive = o.keepalive.clone().or(l.keepalive.take());
         l.max_connections = o.max_connections.or(l.max_connections);
         self
     }
@@ -238,6 +248,7 @@ impl LimitsConfig {
             cpu_budget: duration("cpu-budget", &self.cpu_budget, base.cpu_budget)?,
             idle_timeout: duration("idle-timeout", &self.idle_timeout, base.idle_timeout)?,
             max_duration: duration("max-duration", &self.max_duration, base.max_duration)?,
+            keepalive: duration("keepalive", &self.keepalive, base.keepalive)?,
         })
     }
 }

@@ -17,6 +17,10 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     /// A connection is closed after this long, busy or not.
     pub max_duration: Option<Duration>,
+    /// TCP connections send keepalive probes after this long without traffic (and then
+    /// at this interval), so a peer that vanished is noticed even with the idle timeout
+    /// off; `None`: no probes.
+    pub keepalive: Option<Duration>,
 }
 
 /// The `serve` flags' defaults.
@@ -27,6 +31,7 @@ impl Default for Limits {
             cpu_budget: defaults::CPU_BUDGET.0,
             idle_timeout: defaults::IDLE_TIMEOUT.0,
             max_duration: defaults::MAX_DURATION.0,
+            keepalive: defaults::KEEPALIVE.0,
         }
     }
 }

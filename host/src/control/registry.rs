@@ -294,6 +294,7 @@ impl Registry {
         tls::put_in(name, &slot, tls);
         let max_connections = config.limits.max_connections.unwrap_or(0);
         let proxy_protocol = config.proxy_protocol == Some(true);
+        let busy = config.busy.clone();
         let (world, version, hash, cached) =
             (plugin.world.name(), plugin.info.version.clone(), plugin.sha256.clone(), plugin.origin == Origin::Cached);
         let mut entries = self.entries.lock();
@@ -337,6 +338,7 @@ impl Registry {
         };
         service.set_record(record);
         service.set_proxy_protocol(proxy_protocol);
+        service.set_busy(busy.as_deref());
         let entry = entries.get_mut(name).expect("inserted or found above");
         for (listen, bound) in fresh {
             let (token, paused, url) = (service.listener_token(), Paused::default(), bound.url());

@@ -71,6 +71,7 @@ pub(crate) async fn run(
                 backoff.reset();
                 if paused.load(Ordering::Relaxed) {
                     service.refused(&stats, &conversation::show(peer), Refusal::Paused);
+                    say_busy(&socket, &service, tls.is_some());
                     continue;
                 }
                 if service.proxy_protocol() {
@@ -82,6 +83,20 @@ pub(crate) async fn run(
             Err(e) => conversation::pause_after_error(&mut backoff, &service, "accept", &e, false).await,
         }
     }
+}
+
+/// The plugin's `busy` line to a client refused at admission, if it has one and the
+/// listener is plain TCP: one non-blocking write into the fresh socket's empty send
+/// buffer (it never waits on the client), then the close.
+fn say_busy(socket: &TcpStream, service: &Service, tls: bool) {
+    if let (Some(line), false) = (service.busy(), tls) {
+        let _ = socket.try_write(&line);
+    }
+}
+
+/// The keepalive interval of the plugin now served (its `limits.keepalive`, or `--keepalive`).
+fn plugin_keepalive(service: &Service) -> Option<Duration> {
+    service.current().limits.keepalive
 }
 
 /// A connection to a PROXY-protocol listener: from a `--proxy-from` source, its header is
@@ -136,6 +151,7 @@ fn start(
         Ok(ticket) => ticket,
         Err(refusal) => {
             service.refused(stats, &conversation::show(peer), refusal);
+            say_busy(&socket, service, tls.is_some());
             return;
         }
     };
@@ -150,6 +166,12 @@ fn start(
     };
     let open = stats.started();
     let _ = socket.set_nodelay(true);
+    if let Some(after) = plugin_keepalive(service) {
+        let probes = socket2::TcpKeepalive::new().with_time(after).with_interval(after);
+        if let Err(e) = socket2::SockRef::from(&socket).set_tcp_keepalive(&probes) {
+            tracing::warn!(plugin = %service.name(), "cannot set TCP keepalive: {e}");
+        }
+    }
     let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
     let plugin = service.current();
     let closer = Closer::new();

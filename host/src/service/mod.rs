@@ -42,6 +42,8 @@ pub(crate) struct Service {
     pub(crate) connections: Connections,
     /// Where its plugin's `record` setting records each TCP connection, if it has one.
     record: RwLock<Option<RecordDir>>,
+    /// The line a refused TCP client gets before the close (`busy` in its config).
+    busy: RwLock<Option<bytes::Bytes>>,
     /// Whether its TCP and TLS listeners expect a PROXY header first.
     proxy_protocol: std::sync::atomic::AtomicBool,
 }
@@ -73,12 +75,23 @@ impl Service {
             connections: Connections::default(),
             record: RwLock::new(None),
             proxy_protocol: Default::default(),
+            busy: RwLock::new(None),
         })
     }
 
     /// Where new connections are recorded by the plugin's own `record` setting.
     pub(crate) fn record(&self) -> Option<RecordDir> {
         self.record.read().clone()
+    }
+
+    /// The line a TCP client refused at admission gets before the close, if any.
+    pub(crate) fn busy(&self) -> Option<bytes::Bytes> {
+        self.busy.read().clone()
+    }
+
+    /// Sets (or clears) the line refused TCP clients get.
+    pub(crate) fn set_busy(&self, line: Option<&str>) {
+        *self.busy.write() = line.map(|l| bytes::Bytes::copy_from_slice(l.as_bytes()));
     }
 
     /// Whether new TCP and TLS connections start with a PROXY header.
