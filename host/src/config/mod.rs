@@ -15,6 +15,7 @@ pub mod file;
 pub mod hub;
 pub mod limits;
 pub mod listen;
+pub mod serve_table;
 pub mod tls;
 pub mod udp;
 pub mod units;
