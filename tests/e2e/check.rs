@@ -98,7 +98,8 @@ fn serve_and_connect_name_the_flag_that_is_wrong() {
     assert_refused(&["connect", "127.0.0.1:9", "--plugin", &e, "--set", "FILE=a", "--set", "FILE=b"], "--set FILE is given twice");
     // Every default once in --help.
     let (_, help, _) = run(&["serve", "--help"]);
-    assert!(!help.contains("[default: no limit] [default: 0]") && help.matches("[default: off]").count() <= 3, "{help}");
+    // (`off` is the default of --max-duration, --keepalive, --max-per-ip and --rate-per-ip.)
+    assert!(!help.contains("[default: no limit] [default: 0]") && help.matches("[default: off]").count() == 4, "{help}");
 }
 
 #[test]

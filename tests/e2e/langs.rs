@@ -39,6 +39,21 @@ fn javascript_echo_seed_transcript() {
 }
 
 #[test]
+fn javascript_chat_five_client_transcript() {
+    five_client_transcript(&plugin("chat-js"));
+}
+
+#[test]
+fn javascript_chat_shows_ipv4_and_ipv6_addresses() {
+    ipv4_and_ipv6_clients_show_their_own_addresses(&plugin("chat-js"));
+}
+
+#[test]
+fn javascript_chat_commands() {
+    commands(&plugin("chat-js"));
+}
+
+#[test]
 fn c_echo_seed_transcript() {
     seed_transcript(&plugin("echo-c"));
 }

@@ -46,7 +46,7 @@ fn the_seed_echo_transcript_passes_on_every_echo() {
 
 #[test]
 fn the_two_client_chat_transcript_passes_on_every_chat() {
-    for name in ["chat", "chat-py"] {
+    for name in ["chat", "chat-py", "chat-js"] {
         assert_passes(&plugin(name), &[&transcript("chat")]);
     }
 }

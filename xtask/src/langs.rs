@@ -51,6 +51,7 @@ const PLUGINS: &[LangPlugin] = &[
     LangPlugin { name: "echo-py", lang: Lang::Python, source: "plugins/python/echo", world: "full-plugin" },
     LangPlugin { name: "chat-py", lang: Lang::Python, source: "plugins/python/chat", world: "stream-plugin" },
     LangPlugin { name: "echo-js", lang: Lang::Js, source: "plugins/js/echo/echo.js", world: "full-plugin" },
+    LangPlugin { name: "chat-js", lang: Lang::Js, source: "plugins/js/chat/chat.js", world: "stream-plugin" },
 ];
 
 /// Whether `name` is one of these plugins; each has the default listener of its Rust twin
@@ -128,7 +129,9 @@ pub fn build(root: &Path, target: &Path, need: Need) -> Result<()> {
 pub fn test(root: &Path) -> Result<()> {
     // -B: no __pycache__ in the source tree.
     run(Command::new("python3").current_dir(root).args(["-B", "plugins/python/tests/test_framing.py"]))?;
-    run(Command::new("python3").current_dir(root).args(["-B", "plugins/python/tests/test_connection.py"]))
+    run(Command::new("python3").current_dir(root).args(["-B", "plugins/python/tests/test_connection.py"]))?;
+    // The JavaScript SDK under node's own test runner, its WIT imports stubbed.
+    run(Command::new("node").current_dir(root).args(["--import", "./plugins/js/tests/register.mjs", "--test", "plugins/js/tests/"]))
 }
 
 /// A virtualenv with the pinned componentize-py; returns the path of its executable.

@@ -9,6 +9,9 @@
 //   };
 //
 // Pollables are children of their streams: `Connection.close` disposes them first.
+//
+// Beside this module: `framing.js` (LineSplitter, pure) and, for the stream and full
+// worlds, `hub.js` (Room, HubError, wait(conn, room)).
 
 import { getEnvironment } from 'wasi:cli/environment@0.2.3';
 
@@ -52,7 +55,13 @@ export class Connection {
     this.info = info;
     this.input = input;
     this.output = output;
+    /** Ready when input (or its end) can be read; `wait` in hub.js polls it. */
+    this.inputReady = input.subscribe();
     this.outputReady = output.subscribe();
+    /** Bytes read from the host and not yet handed out (by `readline`). */
+    this.buffered = new Uint8Array(0);
+    /** The peer's stream has ended. */
+    this.eof = false;
     /**
      * The peer reset the connection or stopped taking our output; `serve` then ends the
      * conversation quietly, whatever `handle` threw, because the peer leaving is no fault
@@ -67,17 +76,58 @@ export class Connection {
     return streamError(e);
   }
 
+  /** The peer's address (`HOST:PORT`), or the device path of a serial line. */
+  get peer() {
+    return this.info.peer;
+  }
+
   /** The next bytes the peer sent (blocking); empty at the end of the stream. */
   recv() {
+    if (this.buffered.length > 0) {
+      const out = this.buffered;
+      this.buffered = new Uint8Array(0);
+      return out;
+    }
+    if (this.eof) return new Uint8Array(0);
     try {
       return this.input.blockingRead(READ_CHUNK);
     } catch (e) {
       const err = streamError(e);
-      if (err.closed) return new Uint8Array(0);
+      if (err.closed) {
+        this.eof = true;
+        return new Uint8Array(0);
+      }
       // A failed read is a reset: the peer is gone.
       this.peerGone = true;
       throw err;
     }
+  }
+
+  /**
+   * The next line, up to and including its `\n` (blocking), like a file's readline: at
+   * most `limit` bytes (then the line's start; the rest follows in the next call), and
+   * whatever is left, without `\n`, at the end of the stream; empty after the end.
+   */
+  readline(limit = Infinity) {
+    const parts = [];
+    let size = 0;
+    while (size < limit) {
+      const chunk = this.recv();
+      if (chunk.length === 0) break;
+      const newline = chunk.indexOf(0x0a);
+      const end = Math.min(newline >= 0 ? newline + 1 : chunk.length, limit - size);
+      parts.push(chunk.subarray(0, end));
+      size += end;
+      if (end < chunk.length) this.buffered = chunk.slice(end);
+      if (newline >= 0 && newline < end) break;
+    }
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
   }
 
   /** Writes all of `data` (without flushing), waiting while the host is full. */
@@ -125,7 +175,7 @@ export class Connection {
 
   /** Disposes the pollable, then the streams (the host then closes the connection). */
   close() {
-    for (const key of ['outputReady', 'input', 'output']) {
+    for (const key of ['inputReady', 'outputReady', 'input', 'output']) {
       this[key]?.[Symbol.dispose]?.();
       this[key] = undefined;
     }
