@@ -77,6 +77,17 @@ fn without_a_valid_header_or_from_elsewhere_the_connection_is_refused_and_counte
     let (code, _, stderr) = run(&["serve", "--plugin", &format!("{}@127.0.0.1:0", plugin("chat").display()), "--proxy-protocol", "chat"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("plugin chat: proxy-protocol needs --proxy-from CIDR"), "{stderr}");
+    let (code, _, stderr) = run(&[
+        "serve",
+        "--plugin",
+        &format!("{}@127.0.0.1:0", plugin("chat").display()),
+        "--proxy-protocol",
+        "caht",
+        "--proxy-from",
+        "127.0.0.1/32",
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--proxy-protocol: there is no plugin named \"caht\""), "{stderr}");
 }
 
 /// HAProxy in TCP mode on a free port, sending PROXY v2 to `backend`.

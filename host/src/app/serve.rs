@@ -359,6 +359,9 @@ fn sources(config: &ServeConfig) -> Result<Sources, StartError> {
         if let Some(unknown) = config.tls.keys().find(|k| !known(k)) {
             return Err(StartError::UnknownPlugin("--tls", unknown.clone()));
         }
+        if let Some(unknown) = config.proxy_protocol.iter().find(|k| !known(k)) {
+            return Err(StartError::UnknownPlugin("--proxy-protocol", unknown.clone()));
+        }
     }
     for (plugin, path) in &config.dirs {
         if let Some(reason) = not_a_directory(path) {

@@ -94,11 +94,6 @@ fn say_busy(socket: &TcpStream, service: &Service, tls: bool) {
     }
 }
 
-/// The keepalive interval of the plugin now served (its `limits.keepalive`, or `--keepalive`).
-fn plugin_keepalive(service: &Service) -> Option<Duration> {
-    service.current().limits.keepalive
-}
-
 /// A connection to a PROXY-protocol listener: from a `--proxy-from` source, its header is
 /// read in a task of its own (bounded by the header timeout and by
 /// [`MAX_PENDING_HEADERS`] per listener), then it starts as if it came from the client
@@ -166,14 +161,14 @@ fn start(
     };
     let open = stats.started();
     let _ = socket.set_nodelay(true);
-    if let Some(after) = plugin_keepalive(service) {
+    let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
+    let plugin = service.current();
+    if let Some(after) = plugin.limits.keepalive {
         let probes = socket2::TcpKeepalive::new().with_time(after).with_interval(after);
         if let Err(e) = socket2::SockRef::from(&socket).set_tcp_keepalive(&probes) {
             tracing::warn!(plugin = %service.name(), "cannot set TCP keepalive: {e}");
         }
     }
-    let info = conversation::info(&shared.rt, Transport::Tcp, Role::Accepted, conversation::show(peer), local.to_string());
-    let plugin = service.current();
     let closer = Closer::new();
     let record = service.record().or_else(|| shared.record.clone());
     let (entry, registered) = service.register(&info, &plugin, &closer, setup.is_some());
