@@ -40,7 +40,7 @@ fn check_and_serve_refuse_what_is_not_a_plugin_with_a_reason() {
     let cases = [
         (manifest.to_string(), "not a WebAssembly file"),
         (core.display().to_string(), "core WebAssembly module, not a component"),
-        (cli.display().to_string(), "lacks the exports switchboard:plugin/meta@0.1.1"),
+        (cli.display().to_string(), "lacks the exports switchboard:plugin/meta@0.1.2"),
         ("/nonexistent/x.wasm".to_string(), "cannot read it"),
     ];
     for (path, reason) in &cases {

@@ -25,5 +25,6 @@ mod running;
 mod serial;
 mod support;
 mod tls;
+mod tls_session;
 mod transcripts;
 mod udp;

@@ -19,7 +19,7 @@ use crate::metrics::{scrape, until_value};
 use crate::support::*;
 
 /// Runs `openssl ARGS`; fails the test loudly if openssl is missing or refuses.
-fn openssl(args: &[&str]) -> String {
+pub(crate) fn openssl(args: &[&str]) -> String {
     let out = Command::new("openssl")
         .args(args)
         .stdin(Stdio::null())
@@ -31,7 +31,7 @@ fn openssl(args: &[&str]) -> String {
 
 /// What a leaf certificate is for.
 #[derive(Clone, Copy)]
-enum Usage {
+pub(crate) enum Usage {
     /// A server: SANs localhost and 127.0.0.1.
     Server,
     /// A client (extendedKeyUsage clientAuth).
@@ -39,12 +39,12 @@ enum Usage {
 }
 
 /// A folder of certificates made by openssl for one test; removed when dropped.
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
 }
 
 impl Pki {
-    fn new(test: &str) -> Pki {
+    pub(crate) fn new(test: &str) -> Pki {
         let dir = std::env::temp_dir().join(format!("switchboard-tls-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -52,12 +52,12 @@ impl Pki {
     }
 
     /// The path of a file in the folder.
-    fn path(&self, file: &str) -> String {
+    pub(crate) fn path(&self, file: &str) -> String {
         self.dir.join(file).to_string_lossy().into_owned()
     }
 
     /// A self-signed CA: NAME.pem and NAME.key.
-    fn ca(&self, name: &str) {
+    pub(crate) fn ca(&self, name: &str) {
         let (pem, key, subject) = (self.path(&format!("{name}.pem")), self.path(&format!("{name}.key")), format!("/CN={name}"));
         openssl(&[
             "req",
@@ -79,7 +79,7 @@ impl Pki {
     }
 
     /// A certificate NAME.pem (key NAME.key) issued by the CA `ca`, valid for 30 days.
-    fn leaf(&self, name: &str, ca: &str, usage: Usage) {
+    pub(crate) fn leaf(&self, name: &str, ca: &str, usage: Usage) {
         let (pem, key, subject) = (self.path(&format!("{name}.pem")), self.path(&format!("{name}.key")), format!("/CN={name}"));
         let (ca_pem, ca_key) = (self.path(&format!("{ca}.pem")), self.path(&format!("{ca}.key")));
         let mut args = vec![
@@ -166,7 +166,7 @@ impl Pki {
 
     /// NAME.pem's SHA-256 fingerprint as lowercase hex (what the host logs and the
     /// Python client prints).
-    fn fingerprint(&self, name: &str) -> String {
+    pub(crate) fn fingerprint(&self, name: &str) -> String {
         let out = openssl(&["x509", "-in", &self.path(&format!("{name}.pem")), "-noout", "-fingerprint", "-sha256"]);
         out.trim().rsplit('=').next().unwrap().replace(':', "").to_lowercase()
     }

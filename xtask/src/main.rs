@@ -23,7 +23,7 @@ mod npm_lock;
 /// Plugins built into `plugins/` (the folder users drop .wasm files into).
 const SHIPPED: &[&str] = &["echo", "chat", "getfile"];
 /// Test fixtures: built like plugins, never shipped into `plugins/`.
-const FIXTURES: &[&str] = &["misbehave", "hello-cli", "legacy-echo", "big-describe"];
+const FIXTURES: &[&str] = &["misbehave", "hello-cli", "legacy-echo", "big-describe", "tls-whoami"];
 /// The folder `cargo xtask demo` grants getfile (relative to the workspace root).
 const DEMO_FILES: &str = "xtask/demo/getfile";
 const WASM_TARGET: &str = "wasm32-wasip2";

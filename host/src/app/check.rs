@@ -33,10 +33,11 @@ pub async fn check(paths: &[PathBuf], cache: &CacheDir) -> anyhow::Result<bool> 
 /// The human-readable report for one plugin.
 fn report(p: &Plugin) -> String {
     format!(
-        "{path}: ok\n  world    {world} (exports {exports})\n  name     {name}\n  version  {version}\n  summary  {summary}\n  listen   {listen}\n  size     {size} bytes\n  sha256   {sha}\n  compile  {ms} ms{cached}",
+        "{path}: ok\n  world    {world} (exports {exports})\n  imports  {imports}\n  name     {name}\n  version  {version}\n  summary  {summary}\n  listen   {listen}\n  size     {size} bytes\n  sha256   {sha}\n  compile  {ms} ms{cached}",
         path = p.path.display(),
         world = p.world.name(),
         exports = p.world.exports(),
+        imports = if p.imports.is_empty() { "(no host interfaces)".to_string() } else { p.imports.join(", ") },
         name = p.info.name,
         version = p.info.version,
         summary = p.info.summary,

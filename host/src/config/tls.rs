@@ -8,6 +8,7 @@
 //! client-ca = "clients-ca.pem"   # optional: ask clients for a certificate from these CAs
 //! client-cert = "required"       # or "optional" (default with client-ca: required)
 //! handshake-timeout = "10s"
+//! alpn = ["h2", "http/1.1"]      # optional: ALPN protocols offered, preferred first
 //! ```
 //!
 //! Paths are relative to the file that names them. The files themselves are read by the
@@ -56,6 +57,8 @@ pub struct TlsConfig {
     pub client_cert: Option<ClientCert>,
     /// How long a client may take to finish the handshake (default 10s).
     pub handshake_timeout: Option<String>,
+    /// ALPN protocols the listener agrees to, preferred first (none: no ALPN).
+    pub alpn: Option<Vec<String>>,
 }
 
 /// TLS settings resolved: what a `tls:` listener is served with.
@@ -69,6 +72,8 @@ pub struct TlsSettings {
     pub clients: Option<(PathBuf, ClientCert)>,
     /// How long a client may take to finish the handshake.
     pub handshake_timeout: Duration,
+    /// ALPN protocols agreed to, preferred first; empty: no ALPN.
+    pub alpn: Vec<String>,
 }
 
 /// A `[tls]` table that cannot be used.
@@ -88,6 +93,9 @@ pub enum TlsConfigProblem {
     /// `handshake-timeout` does not parse, or is zero.
     #[error("[tls] handshake-timeout")]
     Timeout(#[source] ValueError),
+    /// An `alpn` entry is empty or longer than 255 bytes (what TLS can carry).
+    #[error("[tls] alpn = [.., {0:?}, ..]: a protocol name is 1 to 255 bytes, e.g. \"h2\"")]
+    BadAlpn(String),
 }
 
 impl TlsConfig {
@@ -111,6 +119,7 @@ impl TlsConfig {
             client_ca: over.client_ca.clone().or_else(|| self.client_ca.clone()),
             client_cert: over.client_cert.or(self.client_cert),
             handshake_timeout: over.handshake_timeout.clone().or_else(|| self.handshake_timeout.clone()),
+            alpn: over.alpn.clone().or_else(|| self.alpn.clone()),
         }
     }
 
@@ -135,11 +144,15 @@ impl TlsConfig {
             (None, Some(mode)) => return Err(TlsConfigProblem::ClientCertWithoutCa(mode.name())),
             (None, None) => None,
         };
+        let alpn = self.alpn.clone().unwrap_or_default();
+        if let Some(bad) = alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
+            return Err(TlsConfigProblem::BadAlpn(bad.clone()));
+        }
         match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => Ok(Some(TlsSettings { cert: cert.clone(), key: key.clone(), clients, handshake_timeout })),
+            (Some(cert), Some(key)) => Ok(Some(TlsSettings { cert: cert.clone(), key: key.clone(), clients, handshake_timeout, alpn })),
             (Some(_), None) => Err(TlsConfigProblem::Incomplete { has: "cert", missing: "key" }),
             (None, Some(_)) => Err(TlsConfigProblem::Incomplete { has: "key", missing: "cert" }),
-            (None, None) if clients.is_some() || self.handshake_timeout.is_some() => {
+            (None, None) if clients.is_some() || self.handshake_timeout.is_some() || !alpn.is_empty() => {
                 Err(TlsConfigProblem::Incomplete { has: "client or timeout settings", missing: "cert and key" })
             }
             (None, None) => Ok(None),
@@ -185,6 +198,10 @@ mod tests {
         assert!(err.contains("has cert but no key"), "{err}");
         let err = parse("cert = \"a\"\nkey = \"b\"\nclient-cert = \"required\"").unwrap().settings().unwrap_err().to_string();
         assert!(err.contains("needs client-ca"), "{err}");
+        let err = parse("cert = \"a\"\nkey = \"b\"\nalpn = [\"h2\", \"\"]").unwrap().settings().unwrap_err();
+        assert_eq!(err, TlsConfigProblem::BadAlpn(String::new()));
+        let s = parse("cert = \"a\"\nkey = \"b\"\nalpn = [\"h2\", \"echo/1\"]").unwrap().settings().unwrap().unwrap();
+        assert_eq!(s.alpn, ["h2", "echo/1"]);
         let err = parse("cert = \"a\"\nkey = \"b\"\nhandshake-timeout = \"0s\"").unwrap().settings().unwrap_err();
         assert!(matches!(err, TlsConfigProblem::Timeout(_)), "{err:?}");
         assert!(parse("client-cert = \"sometimes\"").is_err());

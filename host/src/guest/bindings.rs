@@ -1,5 +1,5 @@
-//! Host-side bindings generated from `wit/switchboard.wit` (world `full-plugin`, the union
-//! of all plugin worlds). Each exported interface is looked up on its own
+//! Host-side bindings generated from `wit/switchboard.wit` (world `tls-full-plugin`, the
+//! union of all plugin worlds). Each exported interface is looked up on its own
 //! (`GuestIndices::new`), so a component may export any of the three worlds.
 
 #![allow(missing_docs)]
@@ -8,7 +8,7 @@ use wasmtime::component::HasData;
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "full-plugin",
+    world: "tls-full-plugin",
     imports: { default: trappable },
     exports: { default: async },
     with: {
@@ -18,6 +18,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::switchboard::plugin::{datagram_handler, handler, meta};
+pub use switchboard::plugin::tls::TlsSession;
 pub use switchboard::plugin::types::{ConnectionInfo, PluginInfo, Role, Transport};
 
 /// The `types` interface has no functions: its host side holds nothing.

@@ -1,5 +1,5 @@
 //! What a guest touches: the wasi streams backed by its connection, the hub behind the
-//! `hub` interface, its stdout/stderr turned into log lines, and the generated bindings.
+//! `hub` interface, its TLS session behind `tls`, its stdout/stderr turned into log lines, and the generated bindings.
 //! Also the two things those share with the session: the connection's [`closer`] (a
 //! host-side request to end it) and its [`traffic`] clock.
 
@@ -8,4 +8,5 @@ pub mod closer;
 pub mod hub;
 pub mod logpipe;
 pub mod stream;
+pub mod tls;
 pub mod traffic;

@@ -11,6 +11,7 @@ use super::limits::LimitHit;
 use super::plugin::Plugin;
 use super::runtime::Runtime;
 use super::store::{State, StoreSpec, new_store};
+use crate::guest::bindings::TlsSession;
 use crate::guest::closer::Closer;
 use crate::guest::hub::HubCtx;
 use crate::guest::traffic::Activity;
@@ -27,6 +28,8 @@ pub(crate) struct Conversation {
     pub(crate) closer: Closer,
     /// The traffic clock, for a connection (datagrams have none).
     pub(crate) activity: Option<Arc<Activity>>,
+    /// The TLS session the connection arrived over, if it did.
+    pub(crate) tls: Option<TlsSession>,
 }
 
 /// A Store for one plugin instance, holding its pool slot until [`Live::finish`].
@@ -56,6 +59,7 @@ impl Live {
                 log: plugin.output.clone(),
             }),
             activity: with.activity,
+            tls: with.tls,
         };
         Ok(Live { store: new_store(rt.engine(), spec)?, _slot: slot })
     }

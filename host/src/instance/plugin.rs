@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{Component, InstancePre};
 
 use super::cache::Origin;
 use super::grants::Grants;
@@ -105,7 +105,7 @@ pub enum LoadError {
     /// It exports none of the plugin worlds.
     #[error(
         "does not satisfy a plugin world: it lacks the export{} {}; a plugin exports \
-         switchboard:plugin/meta@0.1.1 and handler and/or datagram-handler (see wit/switchboard.wit)",
+         switchboard:plugin/meta@0.1.2 and handler and/or datagram-handler (see wit/switchboard.wit)",
         if .0.len() == 1 { "" } else { "s" },
         .0.join(", ")
     )]
@@ -157,6 +157,8 @@ pub(crate) struct Plugin {
     pub(crate) info: PluginInfo,
     /// The world it satisfies.
     pub(crate) world: World,
+    /// The host interfaces of `switchboard:plugin` it imports (`hub`, `tls`), in WIT order.
+    pub(crate) imports: Vec<&'static str>,
     /// SHA-256 of the file, hex.
     pub(crate) sha256: String,
     /// Size of the file in bytes.
@@ -199,10 +201,10 @@ fn world_of(meta: bool, stream: bool, datagram: bool) -> Result<World, LoadError
         _ => {
             let mut missing = Vec::new();
             if !meta {
-                missing.push("switchboard:plugin/meta@0.1.1");
+                missing.push("switchboard:plugin/meta@0.1.2");
             }
             if !stream && !datagram {
-                missing.push("switchboard:plugin/handler@0.1.1 (or datagram-handler)");
+                missing.push("switchboard:plugin/handler@0.1.2 (or datagram-handler)");
             }
             Err(LoadError::NoWorld(missing))
         }
@@ -227,12 +229,13 @@ impl Plugin {
         let stream = handler::GuestIndices::new(&pre).ok();
         let datagram = datagram_handler::GuestIndices::new(&pre).ok();
         let world = world_of(meta.is_some(), stream.is_some(), datagram.is_some())?;
+        let imports = host_imports(&component, rt.engine());
         let name: Arc<str> = name_of(&path).into();
         let output = Arc::new(LogLimiter::new(LogLimiter::OUTPUT_PER_SECOND));
         let exports = Exports { meta: meta.as_ref().expect("world_of checked it"), stream: stream.as_ref(), datagram: datagram.as_ref() };
         let info = describe(rt, &name, &pre, exports, &grants, &limits, &output).await?;
         info::check(&info).map_err(LoadError::Info)?;
-        Ok(Plugin { name, path, info, world, sha256, size, compile_time, origin, grants, limits, output, pre, stream, datagram })
+        Ok(Plugin { name, path, info, world, imports, sha256, size, compile_time, origin, grants, limits, output, pre, stream, datagram })
     }
 
     /// The pre-linked component, for instantiation.
@@ -249,6 +252,19 @@ impl Plugin {
     pub(crate) fn datagram_exports(&self) -> Option<&datagram_handler::GuestIndices> {
         self.datagram.as_ref()
     }
+}
+
+/// Which of the host's own interfaces (`hub`, `tls`) `component` imports, whatever
+/// version of `switchboard:plugin` it was built against.
+fn host_imports(component: &Component, engine: &wasmtime::Engine) -> Vec<&'static str> {
+    let names: Vec<String> = component.component_type().imports(engine).map(|(name, _)| name.to_string()).collect();
+    ["hub", "tls"]
+        .into_iter()
+        .filter(|interface| {
+            let prefix = format!("switchboard:plugin/{interface}@");
+            names.iter().any(|n| n.starts_with(&prefix))
+        })
+        .collect()
 }
 
 /// A compile error; the pool's "does not fit" means the memory limit is too small for the
@@ -281,8 +297,16 @@ async fn describe(
     let _slot = rt.instance_slot().await;
     let span = tracing::info_span!("describe", plugin = %name);
     let describe_grants = Grants { env: grants.env.clone(), ..Grants::default() };
-    let spec =
-        StoreSpec { grants: &describe_grants, limits, pool_memory: rt.memory_limit(), output, span: &span, hub: None, activity: None };
+    let spec = StoreSpec {
+        grants: &describe_grants,
+        limits,
+        pool_memory: rt.memory_limit(),
+        output,
+        span: &span,
+        hub: None,
+        activity: None,
+        tls: None,
+    };
     let mut store = new_store(rt.engine(), spec).map_err(LoadError::Store)?;
     let call = async {
         let instance = pre.instantiate_async(&mut store).await.map_err(|e| LoadError::Describe(e.into()))?;

@@ -18,6 +18,7 @@ use super::store::State;
 use crate::config::defaults;
 use crate::guest::bindings::{TypesAccess, TypesHost, switchboard::plugin};
 use crate::guest::hub::{Hub, HubAccess, HubView};
+use crate::guest::tls::{TlsAccess, TlsView};
 
 /// Bytes of each pool slot (memory, table, stack) kept resident when an instance ends:
 /// with PAGEMAP_SCAN, the most dirty bytes reset in place before the rest of a slot is
@@ -105,6 +106,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         plugin::hub::add_to_linker::<State, HubAccess>(&mut linker, |s| HubView { table: &mut s.table, ctx: s.hub.as_ref() })?;
         plugin::types::add_to_linker::<State, TypesAccess>(&mut linker, |_| TypesHost)?;
+        plugin::tls::add_to_linker::<State, TlsAccess>(&mut linker, |s| TlsView(s.tls.as_ref()))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {

@@ -15,6 +15,7 @@ use super::grants::{Grants, Stdio};
 use super::lane;
 use super::limits::{LimitHit, MemoryLimiter};
 use crate::config::Limits;
+use crate::guest::bindings::TlsSession;
 use crate::guest::hub::HubCtx;
 use crate::guest::logpipe::{Channel, LogOutput};
 use crate::guest::traffic::Activity;
@@ -41,6 +42,8 @@ pub(crate) struct State {
     bytes_at_last_tick: u64,
     /// What the hub needs to let this instance join rooms (connections only).
     pub(crate) hub: Option<HubCtx>,
+    /// The TLS session its connection arrived over, for `switchboard:plugin/tls`.
+    pub(crate) tls: Option<TlsSession>,
 }
 
 impl WasiView for State {
@@ -65,6 +68,8 @@ pub(crate) struct StoreSpec<'a> {
     pub(crate) hub: Option<HubCtx>,
     /// The connection's traffic clock, for a connection.
     pub(crate) activity: Option<Arc<Activity>>,
+    /// The TLS session of a connection that came over a `tls:` listener.
+    pub(crate) tls: Option<TlsSession>,
 }
 
 /// A new Store with exactly what `spec.grants` gives: environment, stdio (log lines by
@@ -80,6 +85,7 @@ pub(crate) fn new_store(engine: &Engine, spec: StoreSpec<'_>) -> std::io::Result
         activity: spec.activity,
         bytes_at_last_tick: 0,
         hub: spec.hub,
+        tls: spec.tls,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);

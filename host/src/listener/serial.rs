@@ -198,6 +198,7 @@ async fn converse(
                 instantiation: Some(&stats.instantiation),
                 table: Some(&entry.meters),
                 transport: "serial",
+                tls: None,
             };
             let outcome = run_stream(&rt, &plugin, info.clone(), (reader, writer), closer.clone(), Pace::Line, measures).await;
             open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));

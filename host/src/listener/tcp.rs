@@ -14,7 +14,7 @@ use super::conversation::{self, SHUTTING_DOWN, closed_at_drain_timeout};
 use super::tls::{self, TlsSlot};
 use super::{Paused, Shared, SocketOptions, proxy};
 use crate::admission::{Refusal, Source};
-use crate::guest::bindings::{ConnectionInfo, Role, Transport};
+use crate::guest::bindings::{ConnectionInfo, Role, TlsSession, Transport};
 use crate::guest::closer::Closer;
 use crate::guest::traffic::Activity;
 use crate::instance::plugin::Plugin;
@@ -180,11 +180,12 @@ fn start(
             let activity = Activity::counted(task_stats.traffic.clone());
             let talk = Talk { rt: &rt, plugin: &plugin, info: &info, closer: &closer, stats: &task_stats, entry: &entry, record };
             let outcome = match setup {
-                None => talk.run(socket.into_split(), &activity, "tcp").await,
+                None => talk.run(socket.into_split(), &activity, "tcp", None).await,
                 Some(setup) => match tls::handshake(&setup, socket, &closer).await {
                     Ok((stream, client_cert)) => {
                         task_stats.handshakes.completed(client_cert);
-                        talk.run(tokio::io::split(stream), &activity, "tls").await
+                        let session = tls::session_of(stream.get_ref().1);
+                        talk.run(tokio::io::split(stream), &activity, "tls", Some(session)).await
                     }
                     Err((why, detail)) => {
                         task_stats.handshakes.failed(why);
@@ -214,14 +215,14 @@ struct Talk<'a> {
 
 impl Talk<'_> {
     /// Runs the plugin over `halves` (recorded if the plugin or `--record` asks for it).
-    async fn run<R, W>(self, halves: (R, W), activity: &Arc<Activity>, transport: &'static str) -> Outcome
+    async fn run<R, W>(self, halves: (R, W), activity: &Arc<Activity>, transport: &'static str, tls: Option<TlsSession>) -> Outcome
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let Talk { rt, plugin, info, closer, stats, entry, record } = self;
         let measures =
-            Measures { activity: activity.clone(), instantiation: Some(&stats.instantiation), table: Some(&entry.meters), transport };
+            Measures { activity: activity.clone(), instantiation: Some(&stats.instantiation), table: Some(&entry.meters), transport, tls };
         let recording = record.and_then(|dir| match dir.start(&plugin.name, &plugin.info.version, info, transport) {
             Ok(recording) => Some(recording),
             Err(e) => {

@@ -24,7 +24,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::{ClientCert, TlsSettings};
+use crate::guest::bindings::TlsSession;
 use crate::guest::closer::Closer;
+use crate::guest::tls::peer_certificate;
 use crate::service::handshakes::{ClientCertCheck, HandshakeFailure};
 
 /// Why a plugin's certificate, key or client CAs cannot be used.
@@ -177,14 +179,19 @@ impl TlsSetup {
             }
         };
         let fingerprint = hex(&Sha256::digest(&chain[0]));
-        let config = builder.with_single_cert(chain, key).map_err(|e| match e {
+        let mut config = builder.with_single_cert(chain, key).map_err(|e| match e {
             rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
                 TlsError::KeyMismatch { cert: cert_path.clone(), key: key_path.clone() }
             }
             rustls::Error::InvalidCertificate(_) => TlsError::BadCertificate { what: "certificate", path: cert_path.clone(), source: e },
             source => TlsError::BadKey { path: key_path.clone(), source },
         })?;
+        config.alpn_protocols = settings.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         digest.update(settings.handshake_timeout.as_nanos().to_le_bytes());
+        for protocol in &settings.alpn {
+            digest.update(protocol.len().to_le_bytes());
+            digest.update(protocol);
+        }
         Ok(TlsSetup {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             timeout: settings.handshake_timeout,
@@ -238,6 +245,28 @@ pub(crate) async fn handshake(setup: &TlsSetup, socket: TcpStream, closer: &Clos
         _ => ClientCertCheck::Absent,
     });
     Ok((stream, check))
+}
+
+/// What the plugin may learn of a completed handshake (`switchboard:plugin/tls`).
+pub(crate) fn session_of(conn: &rustls::ServerConnection) -> TlsSession {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    let cipher_suite =
+        conn.negotiated_cipher_suite().map(|s| s.suite().as_str().map_or_else(|| format!("{:?}", s.suite()), str::to_string));
+    TlsSession {
+        server_name: conn.server_name().map(str::to_string),
+        alpn: conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
+        version,
+        cipher_suite: cipher_suite.unwrap_or_default(),
+        client_certificate: conn
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| peer_certificate(leaf, hex(&Sha256::digest(leaf)))),
+    }
 }
 
 /// The reason a failed handshake is counted under.

@@ -42,7 +42,7 @@ pub(crate) async fn handle(
     };
     let peer = peer.to_string();
     let starting = Instant::now();
-    let with = Conversation { peer: peer.clone(), closer: Closer::new(), activity: None };
+    let with = Conversation { peer: peer.clone(), closer: Closer::new(), activity: None, tls: None };
     let mut live = Live::start(rt, plugin, &span, with).await.map_err(|e| Outcome::Failed(e.to_string()))?;
     let cpu = live.cpu();
     let call = cpu.meter(async {

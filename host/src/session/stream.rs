@@ -12,7 +12,7 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 use super::outcome::{CallEnd, Circumstances, Outcome, classify, instantiation_error};
 use super::watchdog::watchdog;
 use crate::config::Limits;
-use crate::guest::bindings::ConnectionInfo;
+use crate::guest::bindings::{ConnectionInfo, TlsSession};
 use crate::guest::closer::Closer;
 use crate::guest::stream::{LeftoverSlot, ReadStream, WriteStream};
 use crate::guest::traffic::Activity;
@@ -50,12 +50,14 @@ pub(crate) struct Measures<'a> {
     pub(crate) table: Option<&'a Meters>,
     /// How it arrived, as its access log line says: `tcp`, `tls` or `serial`.
     pub(crate) transport: &'static str,
+    /// The TLS session it arrived over, for the plugin's `switchboard:plugin/tls`.
+    pub(crate) tls: Option<TlsSession>,
 }
 
 impl Measures<'_> {
     /// Nothing kept beyond the conversation itself (a connection the host dials out).
     pub(crate) fn none() -> Self {
-        Measures { activity: Activity::new(), instantiation: None, table: None, transport: "tcp" }
+        Measures { activity: Activity::new(), instantiation: None, table: None, transport: "tcp", tls: None }
     }
 }
 
@@ -81,9 +83,9 @@ where
     let Some(exports) = plugin.stream_exports() else {
         return Outcome::Failed(format!("{} does not export a stream handler", plugin.name));
     };
-    let Measures { activity, instantiation, table, transport } = measures;
+    let Measures { activity, instantiation, table, transport, tls } = measures;
     let starting = Instant::now();
-    let with = Conversation { peer: info.peer.clone(), closer: closer.clone(), activity: Some(activity.clone()) };
+    let with = Conversation { peer: info.peer.clone(), closer: closer.clone(), activity: Some(activity.clone()), tls };
     let mut live = match Live::start(rt, plugin, &span, with).await {
         Ok(live) => live,
         Err(e) => return Outcome::Failed(e.to_string()),

@@ -7,7 +7,7 @@
 //   if (wait(conn, room) === ROOM) { for (let m; (m = room.tryRecv()) !== undefined; ) conn.write(m); }
 //   room.close();
 
-import { Member } from 'switchboard:plugin/hub@0.1.1';
+import { Member } from 'switchboard:plugin/hub@0.1.2';
 import { poll } from 'wasi:io/poll@0.2.12';
 
 /** `wait`'s answer: the connection has input (or its end) to read. */

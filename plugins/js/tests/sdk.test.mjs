@@ -1,11 +1,13 @@
 // The JavaScript SDK, natively (node --test), over stand-ins for the WIT streams:
-// LineSplitter's framing, Connection.readline and recv around its buffer, and settings.
+// LineSplitter's framing, Connection.readline and recv around its buffer, settings, and
+// tlsSession reaching switchboard:plugin/tls.
 // `cargo xtask test` runs it: node --import ./plugins/js/tests/register.mjs --test plugins/js/tests/
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { LineSplitter } from '../sdk/framing.js';
 import { Connection, setting, utf8 } from '../sdk/switchboard.js';
+import { tlsSession } from '../sdk/tls.js';
 
 const text = (bytes) => new TextDecoder().decode(bytes);
 
@@ -62,4 +64,11 @@ test('sendall writes everything; settings come from the environment', () => {
   assert.deepEqual(sink, ['Echo=>spam']);
   assert.equal(setting('PREFIX', 'x'), 'set');
   assert.equal(setting('NOPE', 'fallback'), 'fallback');
+});
+
+test('tlsSession hands out what switchboard:plugin/tls@0.1.2 says', () => {
+  const session = tlsSession();
+  assert.equal(session.serverName, 'localhost');
+  assert.equal(session.alpn, 'h2');
+  assert.equal(session.version, 'TLSv1.3');
 });

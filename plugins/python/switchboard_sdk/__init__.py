@@ -145,6 +145,25 @@ class Connection(_Holder):
         """The peer's address (``HOST:PORT``), or the device path of a serial line."""
         return self.info.peer
 
+    def tls(self):
+        """The TLS session the connection arrived over (a ``tls:`` listener), or ``None``
+        over plain TCP, serial and dialed connections: a record with ``server_name``
+        (SNI), ``alpn``, ``version``, ``cipher_suite`` and ``client_certificate`` (the
+        verified client certificate's ``subject``, ``sans`` and ``sha256``, or ``None``).
+
+        Needs a component built for a world that imports ``switchboard:plugin/tls``
+        (``componentize-py -w tls-stream-plugin``, or ``tls-full-plugin``); otherwise
+        raises ``ImportError`` saying so.
+        """
+        try:
+            from wit_world.imports import tls
+        except ImportError as e:
+            raise ImportError(
+                "Connection.tls needs switchboard:plugin/tls, which this component's WIT world does not "
+                "import: build it with `componentize-py -w tls-stream-plugin` (or tls-full-plugin)"
+            ) from e
+        return tls.session()
+
     # -- reading ---------------------------------------------------------------
 
     def _more(self):

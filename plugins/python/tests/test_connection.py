@@ -78,7 +78,7 @@ class Output:
         pass
 
 
-def load_sdk(with_streams):
+def load_sdk(with_streams, session=None):
     """Imports switchboard_sdk afresh over stand-in bindings."""
     for name in [m for m in sys.modules if m.startswith(("switchboard_sdk", "wit_world", "componentize_py_types"))]:
         del sys.modules[name]
@@ -93,6 +93,8 @@ def load_sdk(with_streams):
         imports.hub = types.SimpleNamespace(HubError=hub_error)
         modules["wit_world.imports.poll"] = types.SimpleNamespace(poll=lambda ps: [0])
         modules["wit_world.imports.streams"] = types.SimpleNamespace(StreamError_Closed=StreamErrorClosed)
+    if session is not None:
+        imports.tls = types.SimpleNamespace(session=lambda: session)
     modules["wit_world.imports"] = imports
     sys.modules.update(modules)
     if str(PYTHON) not in sys.path:
@@ -144,6 +146,21 @@ class ConnectionTest(unittest.TestCase):
         self.assertEqual(conn.send(b""), 0)
         conn.sendall(b"z" * 25)
         self.assertEqual(conn._output.written, b"y" * 10 + b"z" * 25)
+
+
+class TlsTest(unittest.TestCase):
+    def test_tls_returns_the_hosts_session(self):
+        session = types.SimpleNamespace(server_name="localhost", alpn="h2", version="TLSv1.3")
+        sdk = load_sdk(with_streams=True, session=session)
+        conn = sdk.Connection(types.SimpleNamespace(peer="127.0.0.1:1"), Input([]), Output(1))
+        self.assertIs(conn.tls(), session)
+
+    def test_a_world_without_tls_gets_a_clear_error(self):
+        sdk = load_sdk(with_streams=True)
+        conn = sdk.Connection(types.SimpleNamespace(peer="127.0.0.1:1"), Input([]), Output(1))
+        with self.assertRaises(ImportError) as raised:
+            conn.tls()
+        self.assertIn("-w tls-stream-plugin", str(raised.exception))
 
 
 class NoStreamsTest(unittest.TestCase):

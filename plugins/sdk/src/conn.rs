@@ -2,9 +2,10 @@
 
 use std::io::{self, BufRead, ErrorKind, Read, Write};
 
+use crate::worlds::full::switchboard::plugin::tls;
 use crate::worlds::full::wasi::io::poll::{Pollable, poll};
 use crate::worlds::full::wasi::io::streams::{InputStream, OutputStream, StreamError};
-use crate::{ConnectionInfo, Room};
+use crate::{ConnectionInfo, Room, TlsSession};
 
 /// Largest message [`Connection::send`] hands over in one `blocking-write-and-flush`.
 const SMALL_SEND: usize = 4096;
@@ -72,6 +73,16 @@ impl Connection {
     /// Who is on the other end, and how they reached us.
     pub fn info(&self) -> &ConnectionInfo {
         &self.info
+    }
+
+    /// The TLS session the connection arrived over (a `tls:` listener): the server name
+    /// the client asked for, the ALPN protocol, the version and cipher suite, and the
+    /// verified client certificate; `None` over plain TCP, serial and dialed connections.
+    ///
+    /// The first call makes the plugin import `switchboard:plugin/tls` (WIT 0.1.2), which
+    /// hosts before 0.1.2 lack; a plugin that never calls it loads on any host.
+    pub fn tls(&self) -> Option<TlsSession> {
+        tls::session()
     }
 
     /// Whether the peer has gone away: it reset the connection, or closed it while we

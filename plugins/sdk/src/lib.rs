@@ -46,6 +46,7 @@ pub use conn::{Connection, Event};
 pub use error::{Error, Result};
 pub use room::Room;
 pub use worlds::full::switchboard::plugin::hub::HubError;
+pub use worlds::full::switchboard::plugin::tls::{PeerCertificate, TlsSession};
 pub use worlds::full::switchboard::plugin::types::{ConnectionInfo, PluginInfo, Role, Transport};
 
 /// The wasi:io bindings the streams are made of.

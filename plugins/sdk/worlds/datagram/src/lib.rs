@@ -4,7 +4,7 @@ wit_bindgen::generate!({
     path: "../../../../wit",
     world: "datagram-plugin",
     with: {
-        "switchboard:plugin/types@0.1.1": switchboard_world_full::switchboard::plugin::types,
+        "switchboard:plugin/types@0.1.2": switchboard_world_full::switchboard::plugin::types,
     },
     pub_export_macro: true,
     export_macro_name: "export_world",

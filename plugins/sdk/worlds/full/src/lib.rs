@@ -1,5 +1,7 @@
-//! Bindings for the `full-plugin` world; owner of the imported interfaces (types, hub,
-//! wasi:io) that the other world crates reuse.
+//! Bindings for the `tls-full-plugin` world (full-plugin's exports; its imports and `tls`);
+//! owner of the imported interfaces (types, hub, tls, wasi:io) that the other world crates
+//! reuse. A plugin that never asks for its TLS session imports no `tls` (the component keeps
+//! only the imports its code calls), so it loads like a plain full-plugin.
 //!
 //! Each world lives in its own crate because wit-bindgen names its per-interface export
 //! macros after the interface alone: two worlds exporting `handler` cannot share a crate.
@@ -8,7 +10,7 @@
 #![allow(missing_docs)]
 wit_bindgen::generate!({
     path: "../../../../wit",
-    world: "full-plugin",
+    world: "tls-full-plugin",
     generate_all,
     pub_export_macro: true,
     export_macro_name: "export_world",
