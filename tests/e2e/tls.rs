@@ -80,7 +80,17 @@ impl Pki {
 
     /// A certificate NAME.pem (key NAME.key) issued by the CA `ca`, valid for 30 days.
     pub(crate) fn leaf(&self, name: &str, ca: &str, usage: Usage) {
-        let (pem, key, subject) = (self.path(&format!("{name}.pem")), self.path(&format!("{name}.key")), format!("/CN={name}"));
+        let extensions: &[&str] = match usage {
+            Usage::Server => &["subjectAltName=DNS:localhost,IP:127.0.0.1", "extendedKeyUsage=serverAuth"],
+            Usage::Client => &["extendedKeyUsage=clientAuth"],
+        };
+        self.leaf_as(name, ca, &format!("/CN={name}"), extensions);
+    }
+
+    /// A certificate NAME.pem (key NAME.key) for `subject` (`/O=…/CN=…`) issued by the CA
+    /// `ca`, valid for 30 days, not a CA, with `extensions` (`-addext` values) added.
+    pub(crate) fn leaf_as(&self, name: &str, ca: &str, subject: &str, extensions: &[&str]) {
+        let (pem, key) = (self.path(&format!("{name}.pem")), self.path(&format!("{name}.key")));
         let (ca_pem, ca_key) = (self.path(&format!("{ca}.pem")), self.path(&format!("{ca}.key")));
         let mut args = vec![
             "req",
@@ -97,7 +107,7 @@ impl Pki {
             "-days",
             "30",
             "-subj",
-            &subject,
+            subject,
             "-CA",
             &ca_pem,
             "-CAkey",
@@ -105,11 +115,8 @@ impl Pki {
             "-addext",
             "basicConstraints=critical,CA:FALSE",
         ];
-        match usage {
-            Usage::Server => {
-                args.extend(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "extendedKeyUsage=serverAuth"])
-            }
-            Usage::Client => args.extend(["-addext", "extendedKeyUsage=clientAuth"]),
+        for extension in extensions {
+            args.extend(["-addext", extension]);
         }
         openssl(&args);
     }

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 
 use crate::support::*;
-use crate::tls::{Pki, Usage, openssl};
+use crate::tls::{Pki, Usage};
 
 /// `openssl s_client` to `addr` with ARGS, verifying the server against `ca`; returns
 /// what the plugin wrote before it closed.
@@ -32,35 +32,8 @@ fn field<'a>(text: &'a str, name: &str) -> &'a str {
 
 /// A client certificate NAME.pem issued by `ca` with DNS, IP, email and URI SANs.
 fn client_with_sans(pki: &Pki, name: &str, ca: &str) {
-    let (pem, key) = (pki.path(&format!("{name}.pem")), pki.path(&format!("{name}.key")));
-    let (ca_pem, ca_key) = (pki.path(&format!("{ca}.pem")), pki.path(&format!("{ca}.key")));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &pem,
-        "-days",
-        "30",
-        "-subj",
-        "/O=Example Org/CN=alice",
-        "-CA",
-        &ca_pem,
-        "-CAkey",
-        &ca_key,
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-        "-addext",
-        "extendedKeyUsage=clientAuth",
-        "-addext",
-        "subjectAltName=DNS:alice.example,IP:192.0.2.7,email:alice@example.org,URI:spiffe://example.org/alice",
-    ]);
+    let sans = "subjectAltName=DNS:alice.example,IP:192.0.2.7,email:alice@example.org,URI:spiffe://example.org/alice";
+    pki.leaf_as(name, ca, "/O=Example Org/CN=alice", &["extendedKeyUsage=clientAuth", sans]);
 }
 
 /// Serves tls-whoami on a tls: listener (a `[tls]` sidecar table offering ALPN
