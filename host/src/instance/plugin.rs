@@ -238,6 +238,11 @@ impl Plugin {
         Ok(Plugin { name, path, info, world, imports, sha256, size, compile_time, origin, grants, limits, output, pre, stream, datagram })
     }
 
+    /// Whether it imports `switchboard:plugin/tls` (so can ask for its TLS session).
+    pub(crate) fn imports_tls(&self) -> bool {
+        self.imports.contains(&"tls")
+    }
+
     /// The pre-linked component, for instantiation.
     pub(crate) fn instance_pre(&self) -> &InstancePre<State> {
         &self.pre

@@ -184,8 +184,9 @@ fn start(
                 Some(setup) => match tls::handshake(&setup, socket, &closer).await {
                     Ok((stream, client_cert)) => {
                         task_stats.handshakes.completed(client_cert);
-                        let session = tls::session_of(stream.get_ref().1);
-                        talk.run(tokio::io::split(stream), &activity, "tls", Some(session)).await
+                        // Only a plugin that imports `tls` can ask: the others pay nothing for it.
+                        let session = plugin.imports_tls().then(|| tls::session_of(stream.get_ref().1));
+                        talk.run(tokio::io::split(stream), &activity, "tls", session).await
                     }
                     Err((why, detail)) => {
                         task_stats.handshakes.failed(why);
