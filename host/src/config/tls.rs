@@ -153,7 +153,7 @@ impl TlsConfig {
             (Some(_), None) => Err(TlsConfigProblem::Incomplete { has: "cert", missing: "key" }),
             (None, Some(_)) => Err(TlsConfigProblem::Incomplete { has: "key", missing: "cert" }),
             (None, None) if clients.is_some() || self.handshake_timeout.is_some() || !alpn.is_empty() => {
-                Err(TlsConfigProblem::Incomplete { has: "client or timeout settings", missing: "cert and key" })
+                Err(TlsConfigProblem::Incomplete { has: "client, timeout or alpn settings", missing: "cert and key" })
             }
             (None, None) => Ok(None),
         }
