@@ -137,7 +137,7 @@ impl Bench<'_> {
         let mut sides = Sides::default();
         for spec in specs {
             let (side, expects_trouble) = (spec.side, spec.expects_log_trouble);
-            let tag = format!("{}/{}", scenario.name(), side.label());
+            let tag = format!("{}/{}", scenario.name(), spec.label());
             let server = match self.launcher.start(scenario.name(), spec).await {
                 Ok(server) => server,
                 Err(e) => {
@@ -212,7 +212,7 @@ pub fn note_errors(notes: &mut Vec<String>, errors: &Errors) {
 
 /// One progress line on stderr.
 pub fn progress(server: &Server, text: &str) {
-    eprintln!("bench:     {}: {text}", server.side.label());
+    eprintln!("bench:     {}: {text}", server.label);
 }
 
 /// A duration in seconds.

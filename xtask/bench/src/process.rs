@@ -58,11 +58,25 @@ pub struct ServerSpec {
     describe: String,
     /// `listening` lines to wait for before it counts as started.
     listeners: usize,
+    /// Its name in progress lines, notes and log file names, when its side's label is not
+    /// enough (two servers of one side in one scenario).
+    label: Option<&'static str>,
 }
 
 impl ServerSpec {
     fn new(side: Side, command: Command, describe: String) -> ServerSpec {
-        ServerSpec { side, expects_log_trouble: false, command, describe: describe.trim_end().to_string(), listeners: 1 }
+        ServerSpec { side, expects_log_trouble: false, command, describe: describe.trim_end().to_string(), listeners: 1, label: None }
+    }
+
+    /// Names it `label` (rather than its side's label) in progress lines, notes and logs.
+    pub fn labelled(mut self, label: &'static str) -> ServerSpec {
+        self.label = Some(label);
+        self
+    }
+
+    /// Its name in progress lines, notes and log file names.
+    pub fn label(&self) -> &'static str {
+        self.label.unwrap_or(self.side.label())
     }
 
     /// Makes it the baseline column of its rows (switchboard compared with itself).
@@ -204,7 +218,8 @@ impl Launcher {
 
     /// Starts `spec` and waits for its `listening` line(s).
     pub async fn start(&self, scenario: &str, mut spec: ServerSpec) -> Result<Server> {
-        let log = self.log_dir.join(format!("{scenario}-{}.log", spec.side.label().replace(' ', "-")));
+        let label = spec.label();
+        let log = self.log_dir.join(format!("{scenario}-{}.log", label.replace(' ', "-")));
         let stderr = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         eprintln!("bench: [{scenario}] starting {}", spec.describe);
         let mut child = spec
@@ -247,7 +262,7 @@ impl Launcher {
                 let _ = file.write_all(format!("stdout: {line}\n").as_bytes()).await;
             }
         });
-        Ok(Server { side: spec.side, child, addr, listeners, log })
+        Ok(Server { side: spec.side, label, child, addr, listeners, log })
     }
 }
 
@@ -273,6 +288,8 @@ fn tail(log: &Path) -> String {
 pub struct Server {
     /// Which column it stands for.
     pub side: Side,
+    /// Its name in progress lines and notes (its side's label unless the spec named it).
+    pub label: &'static str,
     child: Child,
     /// Where it listens (its first `listening` line).
     pub addr: SocketAddr,

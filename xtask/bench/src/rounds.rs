@@ -53,10 +53,10 @@ impl Bench<'_> {
     ) -> Sides<M> {
         let mut running: Vec<Running<M>> = Vec::new();
         for spec in specs {
-            let (side, expects_trouble) = (spec.side, spec.expects_log_trouble);
+            let (label, expects_trouble) = (spec.label(), spec.expects_log_trouble);
             match self.launcher.start(scenario.name(), spec).await {
                 Ok(server) => running.push(Running { server, expects_trouble, total: None, overflows: 0 }),
-                Err(e) => report.note(format!("{}/{}: could not start: {e:#}", scenario.name(), side.label())),
+                Err(e) => report.note(format!("{}/{label}: could not start: {e:#}", scenario.name())),
             }
         }
         let slice = self.config.duration / ROUNDS;
@@ -73,7 +73,7 @@ impl Bench<'_> {
         }
         let mut sides = Sides::default();
         for r in running {
-            let side = r.server.side;
+            let (side, label) = (r.server.side, r.server.label);
             let mut notes = Vec::new();
             let result = r.total.map(|total| finish(&r.server, total, &mut notes));
             stop_and_note(r.server, r.expects_trouble, r.overflows, &mut notes).await;
@@ -86,7 +86,7 @@ impl Bench<'_> {
                 None => None,
             };
             for note in notes {
-                report.note(format!("{}/{}: {note}", scenario.name(), side.label()));
+                report.note(format!("{}/{label}: {note}", scenario.name()));
             }
             sides.set(side, value);
         }
