@@ -203,8 +203,10 @@ pub enum BaselineKind {
     Echo,
     /// Broadcast chat, plugins/chat's wire format.
     Chat,
-    /// getfile: `name\n` in, the file's bytes out, close.
+    /// getfile: `name\n` in, the file's bytes out (through a buffer, `copy_buf`), close.
     Getfile,
+    /// getfile's protocol, the bytes sent by the kernel with `sendfile(2)`.
+    Sendfile,
     /// Echo over TLS (tokio-rustls on ring, TLS 1.3), replying PREFIX + each chunk read.
     TlsEcho,
 }

@@ -3,17 +3,21 @@
 //! switchboard does. Each binds 127.0.0.1:0, prints `listening NAME tcp://ADDR` like
 //! `switchboard serve`, sets TCP_NODELAY on accepted sockets (as the host does) and runs
 //! one task per connection on a default multi-threaded runtime. The TLS echo handshakes
-//! in that task (tokio-rustls on ring, as the host) and prints `tls://ADDR`.
+//! in that task (tokio-rustls on ring, as the host) and prints `tls://ADDR`. The two
+//! getfile servers speak the same protocol: one copies the file through a buffer
+//! (`copy_buf`), the other hands it to the kernel (`sendfile(2)`, no copy through user
+//! space: the physical reference).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -29,6 +33,8 @@ const ECHO_MAX_BUF: usize = 64 << 10;
 const FILE_BUF: usize = 256 << 10;
 /// getfile: longest accepted name line.
 const MAX_NAME: u64 = 4096;
+/// sendfile: most bytes one `sendfile(2)` call moves (the kernel's own cap, 0x7ffff000).
+const SENDFILE_MAX: u64 = 0x7fff_f000;
 
 /// Serves one baseline until killed.
 pub async fn serve(args: BaselineArgs) -> Result<()> {
@@ -37,6 +43,7 @@ pub async fn serve(args: BaselineArgs) -> Result<()> {
         BaselineKind::Echo => "tokio-echo",
         BaselineKind::Chat => "tokio-chat",
         BaselineKind::Getfile => "tokio-getfile",
+        BaselineKind::Sendfile => "tokio-sendfile",
         BaselineKind::TlsEcho => "tokio-rustls-echo",
     };
     let acceptor = match (&args.kind, &args.cert, &args.key) {
@@ -68,6 +75,7 @@ pub async fn serve(args: BaselineArgs) -> Result<()> {
             BaselineKind::Echo => tokio::spawn(log_err(name, echo(socket, prefix.clone()))),
             BaselineKind::Chat => tokio::spawn(log_err(name, room.clone().serve(socket, peer))),
             BaselineKind::Getfile => tokio::spawn(log_err(name, getfile(socket, dir.clone()))),
+            BaselineKind::Sendfile => tokio::spawn(log_err(name, sendfile(socket, dir.clone()))),
             BaselineKind::TlsEcho => {
                 let (acceptor, prefix) = (acceptor.clone().expect("made above"), prefix.clone());
                 tokio::spawn(log_err(name, async move { echo(acceptor.accept(socket).await?, prefix).await }))
@@ -124,21 +132,58 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, prefix: Arc<[u8]
     }
 }
 
-/// getfile.py's server protocol: `name\n` in, the file's bytes out, close. Names are
-/// relative paths without `..` inside the served directory.
+/// getfile.py's server protocol: `name\n` in, the file's bytes out, close, the bytes
+/// copied through a [`FILE_BUF`] buffer.
 async fn getfile(socket: TcpStream, dir: Arc<Path>) -> std::io::Result<()> {
     let (rd, mut wr) = socket.into_split();
+    let Some(path) = requested(rd, &dir, "tokio-getfile").await? else { return Ok(()) };
+    let file = tokio::fs::File::open(path).await?;
+    tokio::io::copy_buf(&mut BufReader::with_capacity(FILE_BUF, file), &mut wr).await?;
+    wr.shutdown().await
+}
+
+/// getfile's protocol with the bytes sent by the kernel: `sendfile(2)` from the file to
+/// the (non-blocking) socket, waiting for the socket to become writable whenever its send
+/// buffer is full, until the whole file is out.
+async fn sendfile(mut socket: TcpStream, dir: Arc<Path>) -> std::io::Result<()> {
+    let Some(path) = requested(&mut socket, &dir, "tokio-sendfile").await? else { return Ok(()) };
+    let file = tokio::fs::File::open(path).await?.into_std().await;
+    let len = file.metadata()?.len();
+    let (from, to) = (file.as_raw_fd(), socket.as_raw_fd());
+    let mut offset: libc::off_t = 0;
+    while (offset as u64) < len {
+        let count = (len - offset as u64).min(SENDFILE_MAX) as usize;
+        socket.writable().await?;
+        // try_io clears the readiness when the closure reports WouldBlock (EAGAIN).
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            // SAFETY: `from` and `to` are open descriptors owned by `file` and `socket`,
+            // both alive for the call; `offset` is a valid off_t the kernel advances.
+            let n = unsafe { libc::sendfile(to, from, &mut offset, count) };
+            if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n) }
+        });
+        match sent {
+            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file ended before its length")),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    socket.shutdown().await
+}
+
+/// Reads the `name\n` line of a getfile request and returns the path it names inside
+/// `dir`; `None` (after a line on stderr) for a name that is empty or not a relative path
+/// without `..`.
+async fn requested(rd: impl AsyncRead + Unpin, dir: &Path, server: &str) -> std::io::Result<Option<PathBuf>> {
     let mut line = Vec::new();
     BufReader::new(rd).take(MAX_NAME).read_until(b'\n', &mut line).await?;
     let name = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned();
     let path = Path::new(&name);
     if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
-        eprintln!("tokio-getfile: refused {name:?}");
-        return Ok(());
+        eprintln!("{server}: refused {name:?}");
+        return Ok(None);
     }
-    let file = tokio::fs::File::open(dir.join(path)).await?;
-    tokio::io::copy_buf(&mut BufReader::with_capacity(FILE_BUF, file), &mut wr).await?;
-    wr.shutdown().await
+    Ok(Some(dir.join(path)))
 }
 
 /// The broadcast chat room: every member's outgoing queue, by member id.
