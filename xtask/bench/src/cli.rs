@@ -33,7 +33,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_enum)]
     pub only: Vec<Scenario>,
     /// Smaller, shorter defaults: 1 s per timed scenario, 2,000 idle connections, 200 chat
-    /// clients, 10 fan-out rounds, a 128 MiB file, 5 reload swaps. Explicit options still win.
+    /// clients, 10 fan-out rounds, a 128 MiB file, 50 stalled downloads of 16 MiB, 5 reload
+    /// swaps. Explicit options still win.
     #[arg(long)]
     pub quick: bool,
     /// Seconds each timed scenario (rtt, stream, connrate, and admin's rtt and connrate) runs
@@ -55,6 +56,12 @@ pub struct BenchArgs {
     /// Size of the downloaded file, e.g. 1G, 256M, 4096 [default: 1G].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub getfile_size: Option<u64>,
+    /// Stalled downloads (clients that request the file and never read) [default: 200].
+    #[arg(long, value_name = "N")]
+    pub stalled: Option<usize>,
+    /// Size of the file the stalled clients request, e.g. 100M [default: 100M].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub stalled_size: Option<u64>,
     /// Hot swaps timed in the reload scenario [default: 10].
     #[arg(long, value_name = "N")]
     pub swaps: Option<usize>,
@@ -95,6 +102,8 @@ pub enum Scenario {
     FanoutHosts,
     /// Large file download.
     Getfile,
+    /// Many getfile downloads that the clients never read: server memory per download.
+    Stalled,
     /// Echo latency with and without misbehaving plugins beside it, in one switchboard.
     Faults,
     /// Hot reload: a rename into the plugins folder until the new version answers.
@@ -108,7 +117,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in table order.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Self::Rtt,
         Self::Stream,
         Self::Connrate,
@@ -116,6 +125,7 @@ impl Scenario {
         Self::Fanout,
         Self::FanoutHosts,
         Self::Getfile,
+        Self::Stalled,
         Self::Faults,
         Self::Reload,
         Self::Admin,
@@ -126,13 +136,14 @@ impl Scenario {
     /// too, so they run before it); admin after it, as it runs connrate too (its two sides
     /// take turns, so both see the same TIME_WAIT backlog); tls before them, as its
     /// handshakes connect a lot too.
-    pub const RUN_ORDER: [Scenario; 11] = [
+    pub const RUN_ORDER: [Scenario; 12] = [
         Self::Rtt,
         Self::Stream,
         Self::Idle,
         Self::Fanout,
         Self::FanoutHosts,
         Self::Getfile,
+        Self::Stalled,
         Self::Faults,
         Self::Reload,
         Self::Tls,
@@ -160,6 +171,7 @@ impl Scenario {
             Self::Fanout => "fanout",
             Self::FanoutHosts => "fanout-hosts",
             Self::Getfile => "getfile",
+            Self::Stalled => "stalled",
             Self::Faults => "faults",
             Self::Reload => "reload",
             Self::Admin => "admin",
@@ -234,6 +246,10 @@ pub struct Config {
     pub rounds: usize,
     /// Bytes in the getfile download.
     pub getfile_size: u64,
+    /// Stalled downloads held at once.
+    pub stalled: usize,
+    /// Bytes in the file the stalled clients request.
+    pub stalled_size: u64,
     /// Hot swaps timed in the reload scenario.
     pub swaps: usize,
     /// The test fixtures folder (misbehave.wasm), when given.
@@ -271,6 +287,8 @@ impl BenchArgs {
             chat_clients: self.chat_clients.unwrap_or(if q { 200 } else { 1_000 }),
             rounds: self.rounds.unwrap_or(if q { 10 } else { 20 }).max(1),
             getfile_size: self.getfile_size.unwrap_or(if q { 128 << 20 } else { 1 << 30 }),
+            stalled: self.stalled.unwrap_or(if q { 50 } else { 200 }).max(1),
+            stalled_size: self.stalled_size.unwrap_or(if q { 16 << 20 } else { 100 << 20 }),
             swaps: self.swaps.unwrap_or(if q { 5 } else { 10 }).max(1),
             fixtures: self.fixtures,
             keep_logs: self.keep_logs,
@@ -316,6 +334,7 @@ mod tests {
         assert_eq!(cfg.chat_clients, 200);
         assert_eq!(cfg.duration, Duration::from_secs(1));
         assert_eq!(cfg.swaps, 5);
+        assert_eq!((cfg.stalled, cfg.stalled_size), (50, 16 << 20));
         assert_eq!(cfg.fixtures, None);
     }
 

@@ -15,6 +15,8 @@ use crate::report::{Report, Row, Unit, figure, thousands};
 
 /// Belt and braces: no server is measured for longer than this.
 const MEASURE_LIMIT: Duration = Duration::from_secs(600);
+/// File descriptors kept free for everything but the connections a scenario holds open.
+const FD_MARGIN: u64 = 512;
 
 /// Runs the configured scenarios and returns the report.
 pub async fn run(config: Config) -> Result<Report> {
@@ -37,6 +39,7 @@ pub async fn run(config: Config) -> Result<Report> {
             Scenario::Fanout => bench.fanout(&mut report).await,
             Scenario::FanoutHosts => bench.fanout_hosts(&mut report).await,
             Scenario::Getfile => bench.getfile(&mut report).await?,
+            Scenario::Stalled => bench.stalled(&mut report).await?,
             Scenario::Faults => bench.faults(&mut report).await,
             Scenario::Reload => bench.reload(&mut report).await,
             Scenario::Admin => bench.admin(&mut report).await,
@@ -62,12 +65,14 @@ fn heading(config: &Config) -> Vec<String> {
         ),
         format!(
             "rtt/stream/connrate {:.1} s per server; idle {} connections; fanout {} clients × {} rounds; getfile {} MiB; \
-             faults {:.1} s per phase; reload {} swaps.",
+             stalled {} × {} MiB; faults {:.1} s per phase; reload {} swaps.",
             config.duration.as_secs_f64(),
             thousands(config.idle as f64),
             thousands(config.chat_clients as f64),
             config.rounds,
             config.getfile_size >> 20,
+            thousands(config.stalled as f64),
+            config.stalled_size >> 20,
             config.duration.as_secs_f64(),
             config.swaps
         ),
@@ -125,6 +130,17 @@ pub struct Bench<'a> {
 }
 
 impl Bench<'_> {
+    /// `wanted` connections to hold open at once, or fewer (with a note) when
+    /// RLIMIT_NOFILE leaves no room for them.
+    pub fn connections_within_limit(&self, report: &mut Report, scenario: Scenario, wanted: usize) -> usize {
+        let room = self.nofile.saturating_sub(FD_MARGIN) as usize;
+        if wanted <= room {
+            return wanted;
+        }
+        report.note(format!("{}: RLIMIT_NOFILE is {}: holding {room} connections instead of {wanted}", scenario.name(), self.nofile));
+        room
+    }
+
     /// Starts each server in turn, runs `measure` against it, stops it. Failures and
     /// anything odd in the server's log become notes; that side's figure is then missing.
     pub async fn measure_all<M>(
@@ -220,7 +236,7 @@ pub fn secs(d: Option<Duration>) -> Option<f64> {
     d.map(|d| d.as_secs_f64())
 }
 
-/// The bench's temporary folder (server logs, the getfile file, the faults and reload
+/// The bench's temporary folder (server logs, the getfile and stalled files, the faults and reload
 /// scenarios' plugin copies), removed when dropped unless the logs are to be kept.
 struct WorkDir {
     path: PathBuf,
@@ -243,6 +259,7 @@ impl Drop for WorkDir {
     fn drop(&mut self) {
         if self.keep {
             let _ = std::fs::remove_dir_all(self.path.join("getfile"));
+            let _ = std::fs::remove_dir_all(self.path.join("stalled"));
             eprintln!("bench: server logs kept in {}", self.path.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.path);

@@ -9,7 +9,8 @@
 //! `harness` (the run loop, `Bench::measure_all`, the work folder), `rounds`
 //! (`Bench::measure_rounds`: servers measured in turn, for rtt, stream, connrate), `scenarios` (rtt,
 //! stream, connrate, idle, fanout, getfile: switchboard against baselines), `multihost`
-//! (fanout-hosts: two hosts on one redis-server against one), `faults`, `reload` and
+//! (fanout-hosts: two hosts on one redis-server against one), `stalled` (getfile
+//! downloads never read: server memory per download), `faults`, `reload` and
 //! `admin` (switchboard against itself), `report` (the table).
 
 mod admin;
@@ -25,6 +26,7 @@ mod report;
 mod rounds;
 mod scenarios;
 mod servers;
+mod stalled;
 mod stats;
 mod tls;
 

@@ -29,8 +29,6 @@ const STREAM_WRITE: usize = 64 << 10;
 /// Idle scenario: connects / exchanges in flight at once.
 const IDLE_CONNECTS_IN_FLIGHT: usize = 64;
 const IDLE_ANSWERS_IN_FLIGHT: usize = 256;
-/// File descriptors kept free for everything but the idle connections.
-const FD_MARGIN: u64 = 512;
 /// The goals' idle connection count.
 const IDLE_GOAL: usize = 10_000;
 /// Longest wait for the chat join notices to arrive everywhere.
@@ -132,13 +130,7 @@ impl Bench<'_> {
 
     /// idle: N connections held idle, then each must answer one exchange; server RSS.
     pub async fn idle(&self, report: &mut Report) -> Vec<Row> {
-        let room = self.nofile.saturating_sub(FD_MARGIN) as usize;
-        let n = if self.config.idle > room {
-            report.note(format!("idle: RLIMIT_NOFILE is {}: holding {room} connections instead of {}", self.nofile, self.config.idle));
-            room
-        } else {
-            self.config.idle
-        };
+        let n = self.connections_within_limit(report, Scenario::Idle, self.config.idle);
         let specs = self.echo_servers();
         let exchange = Exchange::new(PREFIX, MESSAGE);
         let hold = self.config.idle_hold;
@@ -306,8 +298,8 @@ struct IdleOutcome {
     per_conn: f64,
 }
 
-/// Writes `size` bytes of a repeating, non-zero pattern to `file`.
-fn write_pattern_file(dir: &Path, file: &Path, size: u64) -> Result<()> {
+/// Writes `size` bytes of a repeating, non-zero pattern to `file` (creating `dir`).
+pub fn write_pattern_file(dir: &Path, file: &Path, size: u64) -> Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let block: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 253) as u8 + 1).collect();
