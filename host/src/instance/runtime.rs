@@ -17,6 +17,7 @@ use super::lane::{EPOCH_TICK, Lanes};
 use super::store::State;
 use crate::config::defaults;
 use crate::guest::bindings::{TypesAccess, TypesHost, switchboard::plugin};
+use crate::guest::files::{self, FilesView};
 use crate::guest::hub::{Hub, HubAccess, HubView};
 use crate::guest::tls::{TlsAccess, TlsView};
 
@@ -102,8 +103,9 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
 
-        let mut linker = Linker::new(&engine);
+        let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        files::add_to_linker(&mut linker, |s| FilesView { table: &mut s.table, spliceable: &mut s.spliceable })?;
         plugin::hub::add_to_linker::<State, HubAccess>(&mut linker, |s| HubView { table: &mut s.table, ctx: s.hub.as_ref() })?;
         plugin::types::add_to_linker::<State, TypesAccess>(&mut linker, |_| TypesHost)?;
         plugin::tls::add_to_linker::<State, TlsAccess>(&mut linker, |s| TlsView(s.tls.as_ref()))?;

@@ -16,6 +16,7 @@ use super::lane;
 use super::limits::{LimitHit, MemoryLimiter};
 use crate::config::Limits;
 use crate::guest::bindings::TlsSession;
+use crate::guest::files::Spliceable;
 use crate::guest::hub::HubCtx;
 use crate::guest::logpipe::{Channel, LogOutput};
 use crate::guest::traffic::Activity;
@@ -44,6 +45,8 @@ pub(crate) struct State {
     pub(crate) hub: Option<HubCtx>,
     /// The TLS session its connection arrived over, for `switchboard:plugin/tls`.
     pub(crate) tls: Option<TlsSession>,
+    /// The granted files' streams, which `blocking-splice` moves into the connection.
+    pub(crate) spliceable: Spliceable,
 }
 
 impl WasiView for State {
@@ -86,6 +89,7 @@ pub(crate) fn new_store(engine: &Engine, spec: StoreSpec<'_>) -> std::io::Result
         bytes_at_last_tick: 0,
         hub: spec.hub,
         tls: spec.tls,
+        spliceable: Spliceable::default(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
