@@ -6,7 +6,8 @@
 //! checks every name itself rather than trusting the preopen alone: empty, absolute,
 //! `..`, NUL, non-UTF-8, over-long, directories, missing files and any path through a
 //! symbolic link are refused — the connection closes without a byte, and the reason is
-//! logged.
+//! logged. The bytes themselves never pass through the plugin: it opens the file and the
+//! host splices it into the connection ([`switchboard_sdk::files`]).
 //!
 //! Client (role `dialed`, `switchboard connect HOST:PORT --plugin getfile.wasm --set
 //! FILE=name`): sends `name\n`, saves the reply under the name's last component in the
@@ -16,17 +17,15 @@
 pub mod names;
 
 use std::fs::File;
-use std::io::{BufRead, Read, Write};
-use std::path::PathBuf;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 
+use switchboard_sdk::files;
 use switchboard_sdk::framing::{Line, read_line};
 use switchboard_sdk::{Connection, Error, Plugin, PluginInfo, Result, Role, StreamHandler, plugin_info};
 
 /// Longest file name accepted, in bytes.
 const MAX_NAME: usize = 4096;
-/// Block size for file transfer: every read of the granted file is a trip through the
-/// host's blocking thread pool, so blocks are large.
-const BLOCK: usize = 1024 * 1024;
 
 struct GetFile;
 
@@ -72,23 +71,17 @@ fn serve(conn: &mut Connection) -> Result {
 /// Why a request gets no file.
 struct Refusal(String);
 
-fn send_file(conn: &mut Connection, path: &PathBuf) -> std::result::Result<(), Refusal> {
-    let mut file = File::open(path).map_err(|e| Refusal(format!("cannot open: {e}")))?;
-    let mut block = vec![0u8; BLOCK];
-    loop {
-        let n = match file.read(&mut block) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) => {
-                // Mid-transfer: the client gets a short file, as getfile.py's would.
-                println!("read error on {}: {e}", path.display());
-                return Ok(());
-            }
-        };
-        if conn.write_all(&block[..n]).is_err() {
-            return Ok(()); // the client went away
-        }
+fn send_file(conn: &mut Connection, path: &Path) -> std::result::Result<(), Refusal> {
+    let name = path.to_str().ok_or_else(|| Refusal("the name is not UTF-8".to_string()))?;
+    let file = files::open(name).map_err(|e| Refusal(format!("cannot open: {e}")))?;
+    if let Err(e) = conn.send_file(&file)
+        && !conn.peer_gone()
+    {
+        // Mid-transfer: the client gets a short file, as getfile.py's would.
+        println!("read error on {}: {e}", path.display());
     }
+    // A client that went away just ends the transfer.
+    Ok(())
 }
 
 /// Client side: ask for `FILE`, save it in the current directory.

@@ -125,6 +125,17 @@ impl Connection {
 }
 
 impl Connection {
+    /// The output stream, for [`crate::files`]' splices.
+    pub(crate) fn output_stream(&self) -> &OutputStream {
+        &self.output
+    }
+
+    /// Notes that the peer is gone and says why.
+    pub(crate) fn peer_went_away(&mut self, why: String) -> io::Error {
+        self.peer_gone = true;
+        io::Error::new(ErrorKind::ConnectionReset, why)
+    }
+
     /// The I/O error for a failed write; the peer is gone either way.
     fn write_error(&mut self, err: StreamError) -> io::Error {
         self.peer_gone = true;

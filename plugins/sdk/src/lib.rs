@@ -25,13 +25,15 @@
 //! the host can load. Settings arrive as environment variables (`std::env::var`).
 //!
 //! Layout: [`conn`] (the connection as `std::io` types), [`room`] (hub rooms),
-//! [`framing`] (bounded line / fixed-size / length-prefixed reads), [`error`],
+//! [`framing`] (bounded line / fixed-size / length-prefixed reads), [`files`] (granted
+//! files sent by the host), [`error`],
 //! [`worlds`] (the generated WIT bindings, for anything the wrappers don't cover).
 
 #![deny(missing_docs)]
 
 pub mod conn;
 pub mod error;
+pub mod files;
 pub mod framing;
 pub mod room;
 
