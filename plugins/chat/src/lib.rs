@@ -103,8 +103,9 @@ impl Client {
         while !self.quit {
             let event = conn.wait(room);
             // Relay what the room has first, so a chatty client still hears the others.
+            // Each in one host call (write, flush and wait) while it is short.
             while let Some(msg) = room.try_recv() {
-                conn.write_all(&msg)?;
+                conn.send(&msg)?;
             }
             if event == Event::Input {
                 let chunk = conn.fill_buf()?;

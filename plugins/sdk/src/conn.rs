@@ -32,6 +32,9 @@ pub struct Connection {
     peer_gone: bool,
     /// The host is draining: the input ended, the output is still open.
     draining: bool,
+    /// Bytes went out with `write` since the last flush: a flush with nothing to flush
+    /// makes no host call.
+    unflushed: bool,
 }
 
 /// The text the host's drained input stream fails with (the host's `DRAINING`).
@@ -60,6 +63,7 @@ impl Connection {
             eof: false,
             peer_gone: false,
             draining: false,
+            unflushed: false,
         }
     }
 
@@ -103,7 +107,10 @@ impl Connection {
         // host (the call is limited to 4096 bytes by the WASI contract).
         if data.len() <= SMALL_SEND {
             let sent = self.output.blocking_write_and_flush(data);
-            return sent.map_err(|e| self.write_error(e));
+            sent.map_err(|e| self.write_error(e))?;
+            // The stream's flush covered earlier writes too.
+            self.unflushed = false;
+            return Ok(());
         }
         self.write_all(data)?;
         self.flush()
@@ -128,6 +135,12 @@ impl Connection {
     /// The output stream, for [`crate::files`]' splices.
     pub(crate) fn output_stream(&self) -> &OutputStream {
         &self.output
+    }
+
+    /// Notes that bytes went out other than through `write` (a splice): the next flush
+    /// must wait for them.
+    pub(crate) fn wrote(&mut self) {
+        self.unflushed = true;
     }
 
     /// Notes that the peer is gone and says why.
@@ -202,11 +215,17 @@ impl Write for Connection {
             }
             let n = data.len().min(usize::try_from(permit).unwrap_or(usize::MAX));
             self.output.write(&data[..n]).map_err(|e| self.write_error(e))?;
+            self.unflushed = true;
             return Ok(n);
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        // The last flush (or `send`) already waited for everything before it.
+        if !self.unflushed {
+            return Ok(());
+        }
+        self.unflushed = false;
         self.output.flush().map_err(|e| self.write_error(e))?;
         // `check-write` reports 0 until the flush has completed.
         while self.output.check_write().map_err(|e| self.write_error(e))? == 0 {

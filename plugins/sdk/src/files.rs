@@ -73,6 +73,7 @@ impl Connection {
             return Err(self.peer_went_away("the connection is closed".into()));
         }
         drop(source);
+        self.wrote();
         io::Write::flush(self)?;
         Ok(sent)
     }
