@@ -4,9 +4,9 @@
 //! - **Nothing written is lost.** When the guest drops its output stream (or the instance
 //!   goes away), unsent bytes and the writer move to a [`Leftover`] slot; the session
 //!   sends them before closing the connection.
-//! - **No task or buffer per read.** Reads go straight from the socket into a reused
-//!   buffer, writes straight to the socket; only what the socket does not take at once
-//!   is kept, at most [`WRITE_CAPACITY`] bytes (backpressure: `check-write` reports 0).
+//! - **No task per read.** Reads go from the socket into a buffer let go once the guest
+//!   took all of it (an idle connection holds none), writes straight to the socket; only
+//!   what it does not take at once is kept, at most [`WRITE_CAPACITY`] bytes (backpressure).
 //!
 //! Both streams also end when the connection's [`Closer`] fires; when it drains, only
 //! the input ends (with [`DRAINING`]), once nothing more is in flight.
@@ -133,7 +133,12 @@ impl<R: AsyncRead + Unpin + Send + 'static> InputStream for ReadStream<R> {
         }
         if !self.buf.is_empty() {
             let n = size.min(self.buf.len());
-            return Ok(self.buf.split_to(n).freeze());
+            let bytes = self.buf.split_to(n).freeze();
+            if self.buf.is_empty() {
+                // An idle connection holds no read buffer: the next read takes a new one.
+                self.buf = BytesMut::new();
+            }
+            return Ok(bytes);
         }
         match std::mem::replace(&mut self.state, ReadState::Ended) {
             // Nothing is in flight any more: a drained input ends here.

@@ -3,6 +3,7 @@
 //! closing it when the drain timeout runs out, and pausing after accept/receive errors.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
@@ -48,12 +49,15 @@ where
 /// if `close_all` fires (the drain timeout ran out), asks it to close and lets it finish
 /// saying goodbye. Without a closer (a datagram) the conversation runs on at the drain
 /// and is dropped at the timeout.
+///
+/// The conversation comes boxed: an `async fn` keeps its arguments' room for as long as
+/// it runs, so pinning one taken by value would hold it twice (the argument and the pinned
+/// copy) for the whole life of the connection.
 pub(crate) async fn closed_at_drain_timeout<F: Future<Output = ()>>(
     (draining, close_all): (CancellationToken, CancellationToken),
     closer: Option<Closer>,
-    conversation: F,
+    mut conversation: Pin<Box<F>>,
 ) {
-    tokio::pin!(conversation);
     tokio::select! {
         () = &mut conversation => return,
         () = draining.cancelled() => {}

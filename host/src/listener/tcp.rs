@@ -181,26 +181,32 @@ fn start(
             let talk = Talk { rt: &rt, plugin: &plugin, info: &info, closer: &closer, stats: &task_stats, entry: &entry, record };
             let outcome = match setup {
                 None => talk.run(socket.into_split(), &activity, "tcp", None).await,
-                Some(setup) => match tls::handshake(&setup, socket, &closer).await {
-                    Ok((stream, client_cert)) => {
+                // Boxed, handshake and all: a plain connection's task does not carry the
+                // room of the TLS futures (its task lives as long as the connection).
+                Some(setup) => {
+                    let over_tls = async {
+                        let (stream, client_cert) = tls::handshake(&setup, socket, &closer).await?;
                         task_stats.handshakes.completed(client_cert);
                         // Only a plugin that imports `tls` can ask: the others pay nothing for it.
                         let session = plugin.imports_tls().then(|| tls::session_of(stream.get_ref().1));
-                        talk.run(tokio::io::split(stream), &activity, "tls", session).await
+                        Ok(talk.run(tokio::io::split(stream), &activity, "tls", session).await)
+                    };
+                    match Box::pin(over_tls).await {
+                        Ok(outcome) => outcome,
+                        Err((why, detail)) => {
+                            task_stats.handshakes.failed(why);
+                            task_service.handshake_failed(&info, why, &detail);
+                            open.ended(Ended::Handshake);
+                            return;
+                        }
                     }
-                    Err((why, detail)) => {
-                        task_stats.handshakes.failed(why);
-                        task_service.handshake_failed(&info, why, &detail);
-                        open.ended(Ended::Handshake);
-                        return;
-                    }
-                },
+                }
             };
             open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));
             task_service.account(&info, &outcome);
         }
     };
-    conversation::spawn(shared, service, Some(&entry), closed_at_drain_timeout(shared.drain_tokens(), Some(closer), talk));
+    conversation::spawn(shared, service, Some(&entry), closed_at_drain_timeout(shared.drain_tokens(), Some(closer), Box::pin(talk)));
 }
 
 /// One accepted connection's conversation, once its byte stream is plain.

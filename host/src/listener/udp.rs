@@ -175,7 +175,7 @@ impl Listener {
             let _held = (permit, ticket);
             self.answer(peer, payload).await;
         };
-        conversation::spawn(&shared, &service, None, closed_at_drain_timeout(tokens, None, answer));
+        conversation::spawn(&shared, &service, None, closed_at_drain_timeout(tokens, None, Box::pin(answer)));
     }
 
     /// Counts and logs one datagram (or reply) dropped.

@@ -86,7 +86,9 @@ where
     let Measures { activity, instantiation, table, transport, tls } = measures;
     let starting = Instant::now();
     let with = Conversation { peer: info.peer.clone(), closer: closer.clone(), activity: Some(activity.clone()), tls };
-    let mut live = match Live::start(rt, plugin, &span, with).await {
+    // Boxed, as the futures below that only run at the start or the end: a connection's
+    // task holds the largest of its futures for as long as it lives.
+    let mut live = match Box::pin(Live::start(rt, plugin, &span, with)).await {
         Ok(live) => live,
         Err(e) => return Outcome::Failed(e.to_string()),
     };
@@ -123,8 +125,8 @@ where
     };
     // Dropping the instance drops its streams; the output stream leaves what it had not
     // sent in `leftover`.
-    live.finish().await;
-    deliver_leftover(leftover, &span).await;
+    Box::pin(live.finish()).await;
+    Box::pin(deliver_leftover(leftover, &span)).await;
     access_log(&span, plugin, &activity, &outcome, transport);
     outcome
 }
