@@ -91,11 +91,14 @@ pub struct Sides<M> {
     pub switchboard: Option<M>,
     /// The seed Python server's.
     pub seed: Option<M>,
+    /// The twins' (other languages' builds of the plugin, measured beside switchboard's),
+    /// by label, in the order they were measured.
+    pub twins: Vec<(&'static str, Option<M>)>,
 }
 
 impl<M> Default for Sides<M> {
     fn default() -> Self {
-        Sides { tokio: None, switchboard: None, seed: None }
+        Sides { tokio: None, switchboard: None, seed: None, twins: Vec::new() }
     }
 }
 
@@ -107,13 +110,35 @@ impl<M> Sides<M> {
             Side::Tokio | Side::Reference => self.tokio = value,
             Side::Switchboard => self.switchboard = value,
             Side::Seed => self.seed = value,
+            Side::Twin(label) => self.twins.push((label, value)),
         }
+    }
+
+    /// Twin `label`'s figure (`None`: not measured, or it failed).
+    pub fn twin(&self, label: &str) -> Option<&M> {
+        self.twins.iter().find(|(l, _)| *l == label).and_then(|(_, m)| m.as_ref())
     }
 
     /// A table row with `value` of each side.
     pub fn row(&self, scenario: Scenario, metric: impl Into<String>, unit: Unit, value: impl Fn(&M) -> Option<f64>) -> Row {
         let get = |m: &Option<M>| m.as_ref().and_then(&value);
         Row::new(scenario.name(), metric, unit, get(&self.tokio), get(&self.switchboard)).seed(get(&self.seed))
+    }
+
+    /// A table row with twin `label`'s `value` in the switchboard column and switchboard's
+    /// own in the baseline column, which the row names `against` (ratios and goals are
+    /// then twin / switchboard).
+    pub fn twin_row(
+        &self,
+        scenario: Scenario,
+        label: &str,
+        against: &'static str,
+        metric: impl Into<String>,
+        unit: Unit,
+        value: impl Fn(&M) -> Option<f64>,
+    ) -> Row {
+        let baseline = self.switchboard.as_ref().and_then(&value);
+        Row::new(scenario.name(), metric, unit, baseline, self.twin(label).and_then(&value)).against(against)
     }
 }
 
