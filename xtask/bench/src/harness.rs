@@ -291,3 +291,45 @@ impl Drop for WorkDir {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Goal, Spread};
+
+    /// A connrate-like run: tokio, switchboard and two twins, one of which failed.
+    fn twins_run(tokio: f64, rust: f64, py: f64) -> Report {
+        let mut sides = Sides::default();
+        sides.set(Side::Tokio, Some(tokio));
+        sides.set(Side::Switchboard, Some(rust));
+        sides.set(Side::Twin("echo-py"), Some(py));
+        sides.set(Side::Twin("echo-js"), None);
+        let s = Scenario::Connrate;
+        let unit = Unit::Rate("conns/s");
+        let rows = vec![
+            sides.row(s, "conns/s", unit, |v| Some(*v)),
+            sides.twin_row(s, "echo-py", "Rust echo", "conns/s, echo-py", unit, |v| Some(*v)).goal(Goal::RatioAtLeast(0.25)),
+            sides.twin_row(s, "echo-js", "Rust echo", "conns/s, echo-js", unit, |v| Some(*v)),
+        ];
+        Report { rows, ..Default::default() }
+    }
+
+    #[test]
+    fn twins_are_kept_apart_and_compared_with_switchboard() {
+        let run = twins_run(100.0, 80.0, 24.0);
+        let table = run.to_string();
+        assert!(table.contains("| connrate | conns/s | 100 conns/s | 80 conns/s | 0.80× |"), "{table}");
+        assert!(
+            table.contains("| connrate | conns/s, echo-py | 80 conns/s | 24 conns/s | 0.30× | – | – | ≥ 0.25× Rust echo | yes |"),
+            "{table}"
+        );
+        assert!(table.contains("| connrate | conns/s, echo-js | 80 conns/s | – | – | – | – | – |  |"), "{table}");
+    }
+
+    #[test]
+    fn repeats_spread_the_twins_ratios_to_switchboard() {
+        let runs = [twins_run(100.0, 80.0, 24.0), twins_run(100.0, 100.0, 20.0), twins_run(100.0, 90.0, 36.0)];
+        let table = Spread(&runs).to_string();
+        assert!(table.contains("| connrate | conns/s, echo-py | 0.20× | 0.30× | 0.40× | ≥ 0.25× Rust echo | 2 of 3: **no** |"), "{table}");
+    }
+}
