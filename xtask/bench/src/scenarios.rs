@@ -1,7 +1,8 @@
 //! The six comparative scenarios (rtt, stream, connrate, idle, fanout, getfile). Each
-//! starts its servers one at a time (tokio baseline, switchboard, the seed's Python server
-//! where there is one), drives every one of them with the same load generator, stops it,
-//! and turns the figures into table rows. faults and reload have their own modules.
+//! starts its servers (tokio baseline, switchboard, the seed's Python server where there is
+//! one, and in connrate echo.wasm's Python and JavaScript twins), drives every one of them
+//! with the same load generator, stops it, and turns the figures into table rows. faults
+//! and reload have their own modules.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
