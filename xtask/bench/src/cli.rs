@@ -26,7 +26,8 @@ pub struct BenchArgs {
     /// The `switchboard` binary to measure (release build).
     #[arg(long, required = true)]
     pub switchboard: Option<PathBuf>,
-    /// The folder holding echo.wasm, chat.wasm and getfile.wasm.
+    /// The folder holding echo.wasm, chat.wasm and getfile.wasm (and, when built, the twins
+    /// echo-py.wasm and echo-js.wasm, which connrate measures beside echo.wasm).
     #[arg(long, required = true)]
     pub plugins: Option<PathBuf>,
     /// Run only these scenarios (comma-separated); default: all.

@@ -91,11 +91,14 @@ pub struct Sides<M> {
     pub switchboard: Option<M>,
     /// The seed Python server's.
     pub seed: Option<M>,
+    /// The twins' (other languages' builds of the plugin, measured beside switchboard's),
+    /// by label, in the order they were measured.
+    pub twins: Vec<(&'static str, Option<M>)>,
 }
 
 impl<M> Default for Sides<M> {
     fn default() -> Self {
-        Sides { tokio: None, switchboard: None, seed: None }
+        Sides { tokio: None, switchboard: None, seed: None, twins: Vec::new() }
     }
 }
 
@@ -107,13 +110,35 @@ impl<M> Sides<M> {
             Side::Tokio | Side::Reference => self.tokio = value,
             Side::Switchboard => self.switchboard = value,
             Side::Seed => self.seed = value,
+            Side::Twin(label) => self.twins.push((label, value)),
         }
+    }
+
+    /// Twin `label`'s figure (`None`: not measured, or it failed).
+    pub fn twin(&self, label: &str) -> Option<&M> {
+        self.twins.iter().find(|(l, _)| *l == label).and_then(|(_, m)| m.as_ref())
     }
 
     /// A table row with `value` of each side.
     pub fn row(&self, scenario: Scenario, metric: impl Into<String>, unit: Unit, value: impl Fn(&M) -> Option<f64>) -> Row {
         let get = |m: &Option<M>| m.as_ref().and_then(&value);
         Row::new(scenario.name(), metric, unit, get(&self.tokio), get(&self.switchboard)).seed(get(&self.seed))
+    }
+
+    /// A table row with twin `label`'s `value` in the switchboard column and switchboard's
+    /// own in the baseline column, which the row names `against` (ratios and goals are
+    /// then twin / switchboard).
+    pub fn twin_row(
+        &self,
+        scenario: Scenario,
+        label: &str,
+        against: &'static str,
+        metric: impl Into<String>,
+        unit: Unit,
+        value: impl Fn(&M) -> Option<f64>,
+    ) -> Row {
+        let baseline = self.switchboard.as_ref().and_then(&value);
+        Row::new(scenario.name(), metric, unit, baseline, self.twin(label).and_then(&value)).against(against)
     }
 }
 
@@ -264,5 +289,47 @@ impl Drop for WorkDir {
         } else {
             let _ = std::fs::remove_dir_all(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Goal, Spread};
+
+    /// A connrate-like run: tokio, switchboard and two twins, one of which failed.
+    fn twins_run(tokio: f64, rust: f64, py: f64) -> Report {
+        let mut sides = Sides::default();
+        sides.set(Side::Tokio, Some(tokio));
+        sides.set(Side::Switchboard, Some(rust));
+        sides.set(Side::Twin("echo-py"), Some(py));
+        sides.set(Side::Twin("echo-js"), None);
+        let s = Scenario::Connrate;
+        let unit = Unit::Rate("conns/s");
+        let rows = vec![
+            sides.row(s, "conns/s", unit, |v| Some(*v)),
+            sides.twin_row(s, "echo-py", "Rust echo", "conns/s, echo-py", unit, |v| Some(*v)).goal(Goal::RatioAtLeast(0.25)),
+            sides.twin_row(s, "echo-js", "Rust echo", "conns/s, echo-js", unit, |v| Some(*v)),
+        ];
+        Report { rows, ..Default::default() }
+    }
+
+    #[test]
+    fn twins_are_kept_apart_and_compared_with_switchboard() {
+        let run = twins_run(100.0, 80.0, 24.0);
+        let table = run.to_string();
+        assert!(table.contains("| connrate | conns/s | 100 conns/s | 80 conns/s | 0.80× |"), "{table}");
+        assert!(
+            table.contains("| connrate | conns/s, echo-py | 80 conns/s | 24 conns/s | 0.30× | – | – | ≥ 0.25× Rust echo | yes |"),
+            "{table}"
+        );
+        assert!(table.contains("| connrate | conns/s, echo-js | 80 conns/s | – | – | – | – | – |  |"), "{table}");
+    }
+
+    #[test]
+    fn repeats_spread_the_twins_ratios_to_switchboard() {
+        let runs = [twins_run(100.0, 80.0, 24.0), twins_run(100.0, 100.0, 20.0), twins_run(100.0, 90.0, 36.0)];
+        let table = Spread(&runs).to_string();
+        assert!(table.contains("| connrate | conns/s, echo-py | 0.20× | 0.30× | 0.40× | ≥ 0.25× Rust echo | 2 of 3: **no** |"), "{table}");
     }
 }

@@ -31,6 +31,9 @@ pub enum Side {
     Seed,
     /// switchboard as its own baseline (e.g. without the admin plane): the baseline column.
     Reference,
+    /// switchboard with another language's twin of the plugin (e.g. `echo-py.wasm` beside
+    /// `echo.wasm`), measured beside it; the label names the twin.
+    Twin(&'static str),
 }
 
 impl Side {
@@ -41,6 +44,7 @@ impl Side {
             Self::Switchboard => "switchboard",
             Self::Seed => "python seed",
             Self::Reference => "baseline switchboard",
+            Self::Twin(label) => label,
         }
     }
 }
@@ -82,6 +86,13 @@ impl ServerSpec {
     /// Makes it the baseline column of its rows (switchboard compared with itself).
     pub fn reference(mut self) -> ServerSpec {
         self.side = Side::Reference;
+        self
+    }
+
+    /// Makes it the twin `label` (another language's build of the plugin): its figures are
+    /// kept apart from the main switchboard server's (see `Sides::twin`).
+    pub fn twin(mut self, label: &'static str) -> ServerSpec {
+        self.side = Side::Twin(label);
         self
     }
 

@@ -1,7 +1,8 @@
 //! The six comparative scenarios (rtt, stream, connrate, idle, fanout, getfile). Each
-//! starts its servers one at a time (tokio baseline, switchboard, the seed's Python server
-//! where there is one), drives every one of them with the same load generator, stops it,
-//! and turns the figures into table rows. faults and reload have their own modules.
+//! starts its servers (tokio baseline, switchboard, the seed's Python server where there is
+//! one, and in connrate echo.wasm's Python and JavaScript twins), drives every one of them
+//! with the same load generator, stops it, and turns the figures into table rows. faults
+//! and reload have their own modules.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -37,6 +38,24 @@ const JOIN_SETTLE: Duration = Duration::from_secs(60);
 const ROUND_PAUSE: Duration = Duration::from_millis(20);
 /// The downloaded file's name.
 const GETFILE_NAME: &str = "bench.bin";
+/// What the twins' rows call the baseline column: echo.wasm's switchboard figure.
+const RUST_ECHO: &str = "Rust echo";
+
+/// Another language's build of a Rust plugin, served beside it by switchboard.
+struct Twin {
+    /// Its plugin name (`PLUGINS/NAME.wasm`), also its label in progress lines, notes and logs.
+    plugin: &'static str,
+    /// What its rows call it.
+    name: &'static str,
+    /// Goal for its rate, as a share of the Rust plugin's.
+    goal: Option<f64>,
+}
+
+/// echo.wasm's twins, measured beside it in connrate.
+const ECHO_TWINS: [Twin; 2] = [
+    Twin { plugin: "echo-py", name: "echo-py (Python twin)", goal: Some(0.25) },
+    Twin { plugin: "echo-js", name: "echo-js (JavaScript twin)", goal: None },
+];
 
 impl Bench<'_> {
     /// The `Echo=>` echo servers: the tokio baseline and switchboard's echo.wasm.
@@ -112,20 +131,64 @@ impl Bench<'_> {
         ]
     }
 
-    /// connrate: 8 workers doing connect + one exchange + close.
+    /// The twins whose `.wasm` is in the plugins folder; a note for each one skipped.
+    fn present_twins<'t>(&self, report: &mut Report, scenario: Scenario, twins: &'t [Twin]) -> Vec<&'t Twin> {
+        let mut present = Vec::new();
+        for twin in twins {
+            let wasm = self.launcher.plugin_path(twin.plugin);
+            if wasm.is_file() {
+                present.push(twin);
+            } else {
+                report.note(format!(
+                    "{}: {} skipped: {} is absent (`cargo xtask build` builds the Python and JavaScript twins only when \
+                     python3 with venv and node/npm are installed)",
+                    scenario.name(),
+                    twin.name,
+                    wasm.display()
+                ));
+            }
+        }
+        present
+    }
+
+    /// connrate: 8 workers doing connect + one exchange + close; echo.wasm's Python and
+    /// JavaScript twins take their turns in the same rounds, and their rows compare them
+    /// with echo.wasm.
     pub async fn connrate(&self, report: &mut Report) -> Vec<Row> {
-        let specs = self.echo_servers();
+        let s = Scenario::Connrate;
+        let mut specs = self.echo_servers();
+        let twins = self.present_twins(report, s, &ECHO_TWINS);
+        specs.extend(twins.iter().map(|t| self.launcher.switchboard(t.plugin, &[]).twin(t.plugin)));
         let exchange = Exchange::new(PREFIX, MESSAGE);
         let sides = self
-            .closed_loop_rounds(report, Scenario::Connrate, specs, "conns/s", async |addr, slice| {
+            .closed_loop_rounds(report, s, specs, "conns/s", async |addr, slice| {
                 load::connrate(addr, CONNRATE_WORKERS, slice, exchange.clone()).await
             })
             .await;
-        let s = Scenario::Connrate;
-        vec![
-            sides.row(s, "conns/s, 8 workers", Unit::Rate("conns/s"), |o| Some(o.rate())).goal(Goal::RatioAtLeast(0.7)),
-            sides.row(s, "p50 connect+echo+close", Unit::Seconds, |o| secs(o.latencies.percentile(50.0))),
-        ]
+        let rate = |o: &LoopOutcome| Some(o.rate());
+        let p50 = |o: &LoopOutcome| secs(o.latencies.percentile(50.0));
+        let mut rows = vec![
+            sides.row(s, "conns/s, 8 workers", Unit::Rate("conns/s"), rate).goal(Goal::RatioAtLeast(0.7)),
+            sides.row(s, "p50 connect+echo+close", Unit::Seconds, p50),
+        ];
+        for twin in &twins {
+            let mut row = sides.twin_row(s, twin.plugin, RUST_ECHO, format!("conns/s, {}", twin.name), Unit::Rate("conns/s"), rate);
+            if let Some(share) = twin.goal {
+                row = row.goal(Goal::RatioAtLeast(share));
+            }
+            rows.push(row);
+            rows.push(sides.twin_row(s, twin.plugin, RUST_ECHO, format!("p50 connect+echo+close, {}", twin.name), Unit::Seconds, p50));
+        }
+        if !twins.is_empty() {
+            let names: Vec<&str> = twins.iter().map(|t| t.plugin).collect();
+            report.note(format!(
+                "{}: in the {} rows the baseline column holds Rust echo.wasm's switchboard figure of this run (same rounds), \
+                 the switchboard column the twin's",
+                s.name(),
+                names.join(" and ")
+            ));
+        }
+        rows
     }
 
     /// idle: N connections held idle, then each must answer one exchange; server RSS.
