@@ -127,14 +127,10 @@ impl Cursor {
     }
 }
 
-/// The bytes of a blocking-pool read, an empty result being the end of the file.
-fn settle(done: Result<io::Result<Bytes>, tokio::task::JoinError>) -> ReadState {
-    match done {
-        Ok(Ok(bytes)) if bytes.is_empty() => ReadState::Ended,
-        Ok(Ok(bytes)) => ReadState::Ready(bytes),
-        Ok(Err(e)) => ReadState::Failed(e),
-        Err(e) => ReadState::Failed(io::Error::other(e)),
-    }
+/// What a blocking-pool read gave: bytes, or `None` at the end of the file.
+fn settle(done: Result<io::Result<Bytes>, tokio::task::JoinError>) -> io::Result<Option<Bytes>> {
+    let bytes = done.map_err(io::Error::other)??;
+    Ok((!bytes.is_empty()).then_some(bytes))
 }
 
 #[wasmtime_wasi::async_trait]
@@ -152,7 +148,11 @@ impl Pollable for FileStream {
         };
         // Dropped while waiting, the read is simply made again: the position only moves
         // when the guest receives bytes.
-        let state = settle(task.await);
+        let state = match settle(task.await) {
+            Ok(Some(bytes)) => ReadState::Ready(bytes),
+            Ok(None) => ReadState::Ended,
+            Err(e) => ReadState::Failed(e),
+        };
         self.0.lock().state = state;
     }
 }
@@ -259,11 +259,10 @@ async fn splice_file(state: &mut FilesView<'_>, dst: &Resource<DynOutputStream>,
             Ok(Nowait::WouldBlock) => {
                 let task = cursor.lock().read_blocking(want);
                 match settle(task.await) {
-                    ReadState::Ready(bytes) => bytes,
-                    ReadState::Ended if moved > 0 => break,
-                    ReadState::Ended => return Err(StreamError::Closed),
-                    ReadState::Failed(e) => return Err(StreamError::LastOperationFailed(e.into())),
-                    ReadState::Idle | ReadState::Waiting(_) => unreachable!("settle gives bytes, an end or a failure"),
+                    Ok(Some(bytes)) => bytes,
+                    Ok(None) if moved > 0 => break,
+                    Ok(None) => return Err(StreamError::Closed),
+                    Err(e) => return Err(StreamError::LastOperationFailed(e.into())),
                 }
             }
             Err(e) => return Err(StreamError::LastOperationFailed(e.into())),
@@ -318,65 +317,4 @@ pub(crate) fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, view: fn(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A stream over a file holding `bytes` (unlinked at once: the descriptor keeps it).
-    fn stream_over(bytes: &[u8], offset: u64, nowait: bool) -> FileStream {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("switchboard-files-{}-{n}", std::process::id()));
-        std::fs::write(&path, bytes).unwrap();
-        let file = Arc::new(std::fs::File::open(&path).unwrap());
-        std::fs::remove_file(&path).unwrap();
-        let cursor = Cursor { file, position: offset, state: ReadState::Idle, nowait_unsupported: !nowait };
-        FileStream(Arc::new(Mutex::new(cursor)))
-    }
-
-    async fn read_all(stream: &mut FileStream, size: usize) -> Vec<u8> {
-        let mut got = Vec::new();
-        loop {
-            stream.ready().await;
-            match stream.read(size) {
-                Ok(bytes) => got.extend_from_slice(&bytes),
-                Err(StreamError::Closed) => return got,
-                Err(e) => panic!("read failed: {e:?}"),
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn reads_give_the_file_from_the_offset_in_place_and_from_the_blocking_pool() {
-        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        for nowait in [true, false] {
-            let mut stream = stream_over(&content, 0, nowait);
-            assert_eq!(read_all(&mut stream, 7_000).await, content, "nowait {nowait}");
-            let mut stream = stream_over(&content, 150_001, nowait);
-            assert_eq!(read_all(&mut stream, 1 << 20).await, content[150_001..], "nowait {nowait}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_read_on_the_blocking_pool_leaves_the_stream_waiting_and_the_position_unmoved() {
-        let mut stream = stream_over(b"hello world", 6, false);
-        assert!(stream.read(5).unwrap().is_empty(), "nothing until the pool's read is back");
-        assert!(matches!(stream.0.lock().state, ReadState::Waiting(_)));
-        stream.ready().await;
-        assert_eq!(stream.0.lock().position, 6);
-        assert_eq!(&stream.read(3).unwrap()[..], b"wor", "a smaller read than the one made");
-        assert_eq!(&stream.read(10).unwrap()[..], b"ld");
-        assert_eq!(stream.0.lock().position, 11);
-        stream.ready().await;
-        assert!(stream.read(10).unwrap().is_empty());
-        stream.ready().await;
-        assert!(matches!(stream.read(10), Err(StreamError::Closed)));
-    }
-
-    #[tokio::test]
-    async fn an_empty_file_ends_at_once() {
-        for nowait in [true, false] {
-            let mut stream = stream_over(b"", 0, nowait);
-            assert!(read_all(&mut stream, 100).await.is_empty());
-        }
-    }
-}
+mod tests;
