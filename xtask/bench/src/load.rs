@@ -252,40 +252,30 @@ async fn one_stream(addr: SocketAddr, chunk: Arc<[u8]>, deadline: Instant) -> Re
 
 /// Opens `n` connections, at most `concurrency` connecting at once.
 pub async fn open_many(addr: SocketAddr, n: usize, concurrency: usize) -> (Vec<TcpStream>, Errors) {
-    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut set = JoinSet::new();
-    for _ in 0..n {
-        let permit = gate.clone().acquire_owned().await.expect("semaphore never closed");
-        set.spawn(async move {
-            let r = connect(addr).await;
-            drop(permit);
-            r
-        });
-    }
-    let (mut conns, mut errors) = (Vec::with_capacity(n), Errors::default());
-    while let Some(joined) = set.join_next().await {
-        match joined.map_err(anyhow::Error::from).and_then(|r| r) {
-            Ok(stream) => conns.push(stream),
-            Err(e) => errors.record(&e),
-        }
-    }
-    (conns, errors)
+    open_sending(addr, n, concurrency, Arc::from(&[][..])).await
 }
 
 /// Opens `n` connections to `addr`, at most `concurrency` connects at once, and sends
 /// `name\n` (a getfile request) on each; returns the open connections, none of them read
 /// (the downloads stall once the socket buffers are full), and the failures.
 pub async fn stall(addr: SocketAddr, n: usize, name: &str, concurrency: usize) -> (Vec<TcpStream>, Errors) {
+    open_sending(addr, n, concurrency, format!("{name}\n").into_bytes().into()).await
+}
+
+/// Opens `n` connections, at most `concurrency` connecting at once, and writes `first`
+/// on each (nothing when it is empty).
+async fn open_sending(addr: SocketAddr, n: usize, concurrency: usize, first: Arc<[u8]>) -> (Vec<TcpStream>, Errors) {
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
-    let request: Arc<[u8]> = format!("{name}\n").into_bytes().into();
     let mut set = JoinSet::new();
     for _ in 0..n {
         let permit = gate.clone().acquire_owned().await.expect("semaphore never closed");
-        let request = request.clone();
+        let first = first.clone();
         set.spawn(async move {
             let r = async {
                 let mut stream = connect(addr).await?;
-                bounded(OP_TIMEOUT, stream.write_all(&request)).await?;
+                if !first.is_empty() {
+                    bounded(OP_TIMEOUT, stream.write_all(&first)).await?;
+                }
                 Ok::<_, anyhow::Error>(stream)
             }
             .await;
