@@ -36,8 +36,9 @@ tokio::task_local! {
     static FLAG: Arc<AtomicBool>;
 }
 
-/// How often the epoch ticks: a running guest yields to other connections at least this
-/// often, and is looked at by [`at_tick`].
+/// How often the epoch ticks: a running guest yields to other connections at the first
+/// tick that finds its poll older than [`HELD`] (so at least every `EPOCH_TICK + HELD`),
+/// and is looked at by [`at_tick`] at every tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// A guest found running this long without a break at an epoch tick is suspected of
@@ -52,6 +53,12 @@ pub(crate) struct Tick {
     pub watch: bool,
     /// Its poll used [`HELD`] of CPU time: [`promote`] it.
     pub promote: bool,
+    /// Its poll has held the thread for [`HELD`] by the wall clock: it yields to the other
+    /// connections. A poll that began less than that ago is a guest that was suspended
+    /// (waiting for input or a room message) when the tick came and has just resumed: its
+    /// deadline went stale while it waited, it has held nothing, and a yield would only
+    /// send it to the back of the queue once per wake-up.
+    pub yields: bool,
 }
 
 /// Decides about a guest found running at an epoch tick: its poll under way has run
@@ -61,11 +68,12 @@ pub(crate) struct Tick {
 /// where it is: on idle-priority threads any other process on the machine would starve
 /// it. One that burns CPU without moving a byte is spinning or computing.
 pub(crate) fn at_tick(running: Duration, running_cpu: Option<Duration>, moved_bytes: bool) -> Tick {
+    let yields = running >= HELD;
     if moved_bytes {
-        return Tick { watch: false, promote: false };
+        return Tick { watch: false, promote: false, yields };
     }
     let promote = running_cpu.is_some_and(|cpu| cpu >= HELD);
-    Tick { watch: !promote && running >= HELD, promote }
+    Tick { watch: !promote && running >= HELD, promote, yields }
 }
 
 /// How long a plugin's new connections start in the heavy lane after one of its
@@ -317,6 +325,15 @@ mod tests {
         assert!(tick.promote && !tick.watch, "busy by its CPU clock");
         let tick = at_tick(T, Some(T), true);
         assert!(!tick.promote && !tick.watch, "a busy transfer is not a spin");
+    }
+
+    #[test]
+    fn a_guest_that_just_resumed_goes_on_and_one_that_held_its_thread_yields() {
+        assert!(!at_tick(HELD / 100, None, false).yields, "woken up just now: its deadline was stale");
+        assert!(!at_tick(HELD / 100, None, true).yields);
+        assert!(at_tick(HELD, None, false).yields, "held its thread");
+        assert!(at_tick(T, Some(T), true).yields, "a busy transfer yields too");
+        assert!(at_tick(T, Some(T), false).yields, "and a spin");
     }
 
     #[test]

@@ -158,32 +158,31 @@ fn at_epoch(state: &mut State, budget: Option<Duration>) -> wasmtime::Result<Upd
     if tick.promote {
         lane::promote();
     }
-    // Only a guest that held its thread through the slice is charged for its wait: an
-    // I/O-bound one that just woke up (echo, hit by a tick while it waited) would
-    // otherwise pay for every queue it sits in on a busy machine.
-    let charge_wait = running >= lane::HELD;
-    Ok(UpdateDeadline::YieldCustom(1, yield_charged(cpu, charge_wait, state.activity.clone())))
+    if !tick.yields {
+        // Resumed just now after a wait: the tick came while it was suspended.
+        return Ok(UpdateDeadline::Continue(1));
+    }
+    Ok(UpdateDeadline::YieldCustom(1, yield_charged(cpu, state.activity.clone())))
 }
 
 /// How a running guest yields at an epoch tick: through `tokio::task::yield_now`, which
 /// lets the I/O driver run before the guest resumes (a plain wake would re-poll it at
 /// once, and network events would wait many slices).
 ///
-/// With `charge_wait` (a guest that was running through the slice), the time until it
-/// runs again is charged to its CPU budget: it was ready to run all along. On an idle
+/// The time until it runs again is charged to its CPU budget: it was running through
+/// the slice, so it was ready to run all along (a guest that just woke up does not yield:
+/// see [`lane::Tick::yields`], so waiting for I/O is never charged). On an idle
 /// machine that is next to nothing; when low-priority (heavy-lane) threads get no CPU
 /// because others keep every core busy, it is what lets a spinning plugin still reach
-/// its budget in about that much wall time. Waiting for I/O is never charged.
+/// its budget in about that much wall time.
 ///
 /// While it waits, its connection's `activity` knows it is not idle.
-fn yield_charged(cpu: Arc<CpuMeter>, charge_wait: bool, activity: Option<Arc<Activity>>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+fn yield_charged(cpu: Arc<CpuMeter>, activity: Option<Arc<Activity>>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         let started = coarse_clock();
         let waiting = activity.as_ref().map(Activity::yielded);
         tokio::task::yield_now().await;
         drop(waiting);
-        if charge_wait {
-            cpu.charge(Duration::from_nanos(coarse_clock().saturating_sub(started)));
-        }
+        cpu.charge(Duration::from_nanos(coarse_clock().saturating_sub(started)));
     })
 }
