@@ -76,7 +76,8 @@ fn serve_and_connect_name_the_flag_that_is_wrong() {
     // More connections than the kernel's memory-map areas can hold: refused at the start,
     // with the numbers, instead of failing instantiations under load.
     let max_map_count: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap().trim().parse().unwrap();
-    let too_many = (max_map_count / 6 + 1000).to_string();
+    // (Two areas per pool slot and two per live instance, with memory images copied in.)
+    let too_many = (max_map_count / 4 + 1000).to_string();
     assert_refused(
         &["serve", "--plugin", &spec, "--max-connections", &too_many],
         &format!("memory-map areas, but vm.max_map_count is {max_map_count}: lower --max-connections to at most"),

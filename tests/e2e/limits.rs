@@ -152,6 +152,27 @@ fn max_connections_serves_exactly_that_many() {
 }
 
 #[test]
+fn more_connections_than_memory_images_allow_are_all_served_with_images_copied_in() {
+    // 12,000 open at once: more than the pool holds with copy-on-write memory images in
+    // vm.max_map_count = 65,530 (10,729), so serve copies the images in instead (two
+    // memory-map areas less per instance) and says so; every connection answers.
+    raise_fd_limit();
+    let max_map_count: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap().trim().parse().unwrap();
+    let n: usize = 12_000;
+    assert!(max_map_count < 6 * n as u64, "vm.max_map_count {max_map_count} holds {n} connections with images: nothing to show");
+    let echo = spec(&plugin("echo"));
+    let server = Server::start(&["--plugin", &echo, "--max-connections", "13000"], 1);
+    server.wait_for_log("memory images are copied into each instance");
+    let addr = server.addr(0);
+    let mut open: Vec<TcpStream> = (0..n).map(|_| connect(addr)).collect();
+    let answered = open.iter_mut().map(|s| echo_once(s, b"still here?")).filter(|&ok| ok).count();
+    assert_eq!(answered, n, "every open connection answers");
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", server.pid())).unwrap().lines().count() as u64;
+    assert!(maps < max_map_count, "{maps} memory-map areas for {n} connections");
+    assert!(!server.stderr().contains("trap"), "an instance trapped:\n{}", server.stderr());
+}
+
+#[test]
 fn per_ip_limit_and_address_rules() {
     let echo = spec(&plugin("echo"));
     let server = Server::start(&["--plugin", &echo, "--max-per-ip", "2"], 1);

@@ -4,17 +4,27 @@
 //!
 //! What one pool costs (wasmtime 48's pooling allocator, measured on Linux 6.18 with a
 //! Rust plugin): every slot's async stack is its own mapping with a guard page, two
-//! memory-map areas each, taken at start; every live instance adds about four more
-//! (its linear memory and table made accessible, split around the guard regions); the
-//! process itself needs about a thousand. Every open connection holds one file (its
+//! memory-map areas each, taken at start; every live instance adds four more when its
+//! linear memory starts as a copy-on-write mapping of the module's memory image (the
+//! accessible part split around the image), two when the image is copied in instead;
+//! the process itself needs about a thousand. Every open connection holds one file (its
 //! socket); the host needs a few hundred of its own (epoll, the plugins, the log).
+//!
+//! So [`plan`] keeps the copy-on-write images (what makes a plugin with a large data
+//! image, such as a Python interpreter's 19 MB snapshot, quick to instantiate) while the
+//! pool fits with them, and copies images in when only that fits: on this project's
+//! machine (`vm.max_map_count` 65,530) that takes `--max-connections` from at most
+//! 10,729 to at most 16,094.
 
 /// Memory-map areas the host uses besides the pool.
 const MAPS_BASE: u64 = 1024;
 /// Memory-map areas per pool slot, taken at start.
 const MAPS_PER_SLOT: u64 = 2;
-/// Memory-map areas per live instance, on top of its slot's.
+/// Memory-map areas per live instance, on top of its slot's, with copy-on-write memory
+/// images.
 const MAPS_PER_INSTANCE: u64 = 4;
+/// Memory-map areas per live instance when memory images are copied in.
+const MAPS_PER_INSTANCE_COPIED: u64 = 2;
 /// Open files the host uses besides its connections.
 const FILES_BASE: u64 = 256;
 
@@ -73,27 +83,39 @@ impl KernelLimits {
     }
 }
 
-/// Checks that a pool of `slots` instances with `connections` open at once fits in
-/// `kernel`'s limits (an unreadable limit is not checked).
-pub(crate) fn check(slots: u64, connections: u64, kernel: KernelLimits) -> Result<(), CapacityError> {
-    let instances = connections.min(slots);
-    if let Some(limit) = kernel.max_map_count {
-        let headroom = slots - instances;
-        let needed = MAPS_BASE + MAPS_PER_SLOT * slots + MAPS_PER_INSTANCE * instances;
-        if needed > limit {
-            // The pool grows with the connections (slots = connections + headroom).
-            let per_connection = MAPS_PER_SLOT + MAPS_PER_INSTANCE;
-            let fits = limit.saturating_sub(MAPS_BASE + MAPS_PER_SLOT * headroom) / per_connection;
-            return Err(CapacityError::MapCount { connections, needed, limit, fits });
-        }
-    }
+/// How the instance pool is set up to fit the kernel's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// Linear memories start as copy-on-write mappings of their module's memory image
+    /// (wasmtime's `memory_init_cow`); false: the image is copied in at instantiation,
+    /// which takes two memory-map areas less per live instance.
+    pub(crate) memory_images: bool,
+}
+
+/// The layout in which a pool of `slots` instances with `connections` open at once fits
+/// in `kernel`'s limits, preferring copy-on-write memory images; an error with the
+/// numbers if none does (an unreadable limit is not checked).
+pub(crate) fn plan(slots: u64, connections: u64, kernel: KernelLimits) -> Result<Layout, CapacityError> {
     if let Some(limit) = kernel.open_files {
         let needed = FILES_BASE + connections;
         if needed > limit {
             return Err(CapacityError::OpenFiles { connections, needed, limit, fits: limit.saturating_sub(FILES_BASE) });
         }
     }
-    Ok(())
+    let Some(limit) = kernel.max_map_count else { return Ok(Layout { memory_images: true }) };
+    let instances = connections.min(slots);
+    let needed = |per_instance: u64| MAPS_BASE + MAPS_PER_SLOT * slots + per_instance * instances;
+    if needed(MAPS_PER_INSTANCE) <= limit {
+        return Ok(Layout { memory_images: true });
+    }
+    if needed(MAPS_PER_INSTANCE_COPIED) <= limit {
+        return Ok(Layout { memory_images: false });
+    }
+    // The pool grows with the connections (slots = connections + headroom).
+    let headroom = slots - instances;
+    let per_connection = MAPS_PER_SLOT + MAPS_PER_INSTANCE_COPIED;
+    let fits = limit.saturating_sub(MAPS_BASE + MAPS_PER_SLOT * headroom) / per_connection;
+    Err(CapacityError::MapCount { connections, needed: needed(MAPS_PER_INSTANCE_COPIED), limit, fits })
 }
 
 #[cfg(test)]
@@ -102,20 +124,29 @@ mod tests {
 
     const HERE: KernelLimits = KernelLimits { max_map_count: Some(65_530), open_files: Some(20_000) };
 
+    const IMAGES: Layout = Layout { memory_images: true };
+    const COPIED: Layout = Layout { memory_images: false };
+
     #[test]
-    fn the_default_fits_and_a_pool_the_kernel_cannot_hold_is_refused_with_the_numbers() {
-        assert_eq!(check(10_064, 10_000, HERE), Ok(()));
-        let err = check(15_064, 15_000, HERE).unwrap_err();
+    fn the_default_fits_with_images_more_fit_copied_and_a_pool_the_kernel_cannot_hold_is_refused_with_the_numbers() {
+        assert_eq!(plan(10_064, 10_000, HERE), Ok(IMAGES));
+        assert_eq!(plan(10_793, 10_729, HERE), Ok(IMAGES), "the most that fit with images");
+        assert_eq!(plan(10_794, 10_730, HERE), Ok(COPIED));
+        assert_eq!(plan(15_064, 15_000, HERE), Ok(COPIED));
+        let err = plan(17_064, 17_000, HERE).unwrap_err();
         let CapacityError::MapCount { fits, .. } = err else { panic!("{err}") };
-        assert!(check(fits + 64, fits, HERE).is_ok(), "the suggested {fits} fits");
-        assert!(check(fits + 65, fits + 1, HERE).is_err(), "and one more does not");
+        assert_eq!(fits, 16_094);
+        assert_eq!(plan(fits + 64, fits, HERE), Ok(COPIED), "the suggested {fits} fits");
+        assert!(plan(fits + 65, fits + 1, HERE).is_err(), "and one more does not");
         assert!(err.to_string().contains("vm.max_map_count is 65530"), "{err}");
     }
 
     #[test]
     fn open_files_are_checked_and_unknown_limits_are_not() {
         let few = KernelLimits { max_map_count: None, open_files: Some(1024) };
-        assert!(matches!(check(1064, 1000, few), Err(CapacityError::OpenFiles { fits: 768, .. })));
-        assert_eq!(check(1_000_064, 1_000_000, KernelLimits { max_map_count: None, open_files: None }), Ok(()));
+        assert!(matches!(plan(1064, 1000, few), Err(CapacityError::OpenFiles { fits: 768, .. })));
+        assert_eq!(plan(1_000_064, 1_000_000, KernelLimits { max_map_count: None, open_files: None }), Ok(IMAGES));
+        let files_first = KernelLimits { max_map_count: Some(65_530), open_files: Some(1024) };
+        assert!(matches!(plan(100_064, 100_000, files_first), Err(CapacityError::OpenFiles { .. })));
     }
 }

@@ -41,6 +41,9 @@ pub(crate) struct RuntimeOptions {
     pub(crate) cache: ArtifactCache,
     /// Threads of the heavy lane (see [`crate::lane`]); 0: no heavy lane.
     pub(crate) heavy_lane_threads: usize,
+    /// Linear memories start as copy-on-write mappings of their memory image; false:
+    /// images are copied in (fewer memory-map areas: see [`super::capacity::plan`]).
+    pub(crate) memory_images: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -55,6 +58,7 @@ impl Default for RuntimeOptions {
             // moving whenever a core frees up. Idle-priority threads cost nothing while
             // the cores have other work.
             heavy_lane_threads: 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_images: true,
         }
     }
 }
@@ -99,6 +103,7 @@ impl Runtime {
         let mut config = Config::new();
         config
             .epoch_interruption(true)
+            .memory_init_cow(options.memory_images)
             .memory_reservation(options.memory_limit as u64)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;

@@ -194,7 +194,12 @@ impl Bench<'_> {
     /// idle: N connections held idle, then each must answer one exchange; server RSS.
     pub async fn idle(&self, report: &mut Report) -> Vec<Row> {
         let n = self.connections_within_limit(report, Scenario::Idle, self.config.idle);
-        let specs = self.echo_servers();
+        // Room for all of them: serve's default --max-connections is 10,000.
+        let max = n.max(10_000).to_string();
+        let specs = vec![
+            self.launcher.tokio(BaselineKind::Echo, &["--prefix=Echo=>"]),
+            self.launcher.switchboard("echo", &["--max-connections", &max]),
+        ];
         let exchange = Exchange::new(PREFIX, MESSAGE);
         let hold = self.config.idle_hold;
         let sides = self
