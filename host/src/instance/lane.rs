@@ -73,7 +73,7 @@ pub(crate) fn at_tick(running: Duration, running_cpu: Option<Duration>, moved_by
         return Tick { watch: false, promote: false, yields };
     }
     let promote = running_cpu.is_some_and(|cpu| cpu >= HELD);
-    Tick { watch: !promote && running >= HELD, promote, yields }
+    Tick { watch: !promote && yields, promote, yields }
 }
 
 /// How long a plugin's new connections start in the heavy lane after one of its
