@@ -156,13 +156,7 @@ pub async fn serve(
     };
     let connections = config.admission.max_connections as u64;
     let layout = capacity::plan(u64::from(runtime.max_instances), connections, KernelLimits::read())?;
-    if !layout.memory_images {
-        tracing::info!(
-            max_connections = connections,
-            "memory images are copied into each instance: copy-on-write images would need more memory-map areas \
-             than vm.max_map_count allows for this many connections (plugins with large data images start slower)"
-        );
-    }
+    layout.log(connections);
     let runtime = RuntimeOptions { memory_images: layout.memory_images, ..runtime };
     let rt = Runtime::new(runtime).map_err(|e| StartError::Runtime(e.into()))?;
     let recorders = Recorders::default();

@@ -92,6 +92,20 @@ pub(crate) struct Layout {
     pub(crate) memory_images: bool,
 }
 
+impl Layout {
+    /// Says so in the log when memory images are copied in, and what that costs.
+    pub(crate) fn log(&self, connections: u64) {
+        if !self.memory_images {
+            tracing::info!(
+                max_connections = connections,
+                "memory images are copied into each instance: copy-on-write images would need more memory-map areas \
+                 than vm.max_map_count allows for this many connections (a plugin with a large data image starts slower \
+                 and holds all of it per connection)"
+            );
+        }
+    }
+}
+
 /// The layout in which a pool of `slots` instances with `connections` open at once fits
 /// in `kernel`'s limits, preferring copy-on-write memory images; an error with the
 /// numbers if none does (an unreadable limit is not checked).
