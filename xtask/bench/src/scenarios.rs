@@ -58,9 +58,10 @@ const ECHO_TWINS: [Twin; 2] = [
 ];
 
 impl Bench<'_> {
-    /// The `Echo=>` echo servers: the tokio baseline and switchboard's echo.wasm.
-    fn echo_servers(&self) -> Vec<ServerSpec> {
-        vec![self.launcher.tokio(BaselineKind::Echo, &["--prefix=Echo=>"]), self.launcher.switchboard("echo", &[])]
+    /// The `Echo=>` echo servers: the tokio baseline and switchboard's echo.wasm (with
+    /// `switchboard_args` after its `--plugin`).
+    fn echo_servers(&self, switchboard_args: &[&str]) -> Vec<ServerSpec> {
+        vec![self.launcher.tokio(BaselineKind::Echo, &["--prefix=Echo=>"]), self.launcher.switchboard("echo", switchboard_args)]
     }
 
     /// A closed-loop load (`load(address, slice)`) measured in rounds; `unit` names what
@@ -85,7 +86,7 @@ impl Bench<'_> {
 
     /// rtt: 8 connections × 32-byte request/response for the configured duration.
     pub async fn rtt(&self, report: &mut Report) -> Vec<Row> {
-        let mut specs = self.echo_servers();
+        let mut specs = self.echo_servers(&[]);
         specs.extend(self.launcher.seed_echo());
         let exchange = Exchange::new(PREFIX, MESSAGE);
         let sides = self
@@ -156,7 +157,7 @@ impl Bench<'_> {
     /// with echo.wasm.
     pub async fn connrate(&self, report: &mut Report) -> Vec<Row> {
         let s = Scenario::Connrate;
-        let mut specs = self.echo_servers();
+        let mut specs = self.echo_servers(&[]);
         let twins = self.present_twins(report, s, &ECHO_TWINS);
         specs.extend(twins.iter().map(|t| self.launcher.switchboard(t.plugin, &[]).twin(t.plugin)));
         let exchange = Exchange::new(PREFIX, MESSAGE);
@@ -196,10 +197,7 @@ impl Bench<'_> {
         let n = self.connections_within_limit(report, Scenario::Idle, self.config.idle);
         // Room for all of them: serve's default --max-connections is 10,000.
         let max = n.max(10_000).to_string();
-        let specs = vec![
-            self.launcher.tokio(BaselineKind::Echo, &["--prefix=Echo=>"]),
-            self.launcher.switchboard("echo", &["--max-connections", &max]),
-        ];
+        let specs = self.echo_servers(&["--max-connections", &max]);
         let exchange = Exchange::new(PREFIX, MESSAGE);
         let hold = self.config.idle_hold;
         let sides = self
