@@ -3,16 +3,18 @@
 //! `--reuse-port` (two `serve` processes on one port), with Debian's
 //! `systemd-socket-activate` standing in for systemd (.ci/run installs the systemd package).
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::ports::ReservedPort;
 use crate::support::*;
 
-/// A port that was free a moment ago (systemd-socket-activate needs a number).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A UDP port that was free a moment ago (systemd-socket-activate needs a number). A
+/// stranger taking it in the window makes systemd-socket-activate's bind fail loudly.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `systemd-socket-activate ARGS... switchboard serve SERVE...`.
@@ -44,9 +46,8 @@ fn connect_soon(addr: SocketAddr) -> std::net::TcpStream {
 
 #[test]
 fn a_tcp_socket_passed_by_systemd_is_served_by_name() {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let addr: SocketAddr = listen.parse().unwrap();
+    let port = ReservedPort::new();
+    let (addr, listen) = (port.addr(), port.addr().to_string());
     let echo = format!("{}@systemd:echo", plugin("echo").display());
     // systemd-socket-activate binds the port, waits for the first connection, then
     // execs switchboard with the socket as fd 3 (LISTEN_FDS=1, LISTEN_FDNAMES=echo).
@@ -59,7 +60,7 @@ fn a_tcp_socket_passed_by_systemd_is_served_by_name() {
 
 #[test]
 fn a_udp_socket_passed_by_systemd_is_served_by_name() {
-    let port = free_port();
+    let port = free_udp_port();
     let listen = format!("127.0.0.1:{port}");
     let echo = format!("{}@systemd:dgram", plugin("echo").display());
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -88,9 +89,8 @@ fn a_udp_socket_passed_by_systemd_is_served_by_name() {
 
 #[test]
 fn a_name_systemd_did_not_pass_is_refused_with_the_names_it_did() {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let addr: SocketAddr = listen.parse().unwrap();
+    let port = ReservedPort::new();
+    let (addr, listen) = (port.addr(), port.addr().to_string());
     let echo = format!("{}@systemd:other", plugin("echo").display());
     let mut command = activate(&["-l", &listen, "--fdname=echo"], &["--plugin", &echo]);
     let child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();

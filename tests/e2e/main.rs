@@ -18,6 +18,7 @@ mod limits;
 mod metrics;
 mod multihost;
 mod new;
+mod ports;
 mod privileges;
 mod proxy;
 mod reload;

@@ -3,7 +3,7 @@
 //! goes away.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::ports::ReservedPort;
 use crate::support::*;
 
 const WELCOME: &str = "You're connected to the switchboard chat server";
@@ -19,20 +20,21 @@ const CONNECTED: &str = "hub backplane: connected to Redis";
 /// The presence expiry (host/src/guest/hub/redis.rs) plus a heartbeat and some slack.
 const GONE_WITHIN: Duration = Duration::from_secs(5 + 1 + 2);
 
-/// A redis-server of our own: on its own port, in its own temp dir, no persistence.
+/// A redis-server of our own: on its own port, held for it while it is down too, in
+/// its own temp dir, no persistence.
 struct Redis {
     child: Option<Child>,
-    port: u16,
+    port: ReservedPort,
     dir: PathBuf,
 }
 
 impl Redis {
     fn start() -> Redis {
-        Redis::start_on(free_port())
+        Redis::start_on(ReservedPort::new())
     }
 
-    fn start_on(port: u16) -> Redis {
-        let dir = std::env::temp_dir().join(format!("switchboard-redis-{}-{port}", std::process::id()));
+    fn start_on(port: ReservedPort) -> Redis {
+        let dir = std::env::temp_dir().join(format!("switchboard-redis-{}-{}", std::process::id(), port.port));
         std::fs::create_dir_all(&dir).unwrap();
         let mut redis = Redis { child: None, port, dir };
         redis.restart();
@@ -42,7 +44,7 @@ impl Redis {
     /// Starts (again) on the same port.
     fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--dir".as_ref(), self.dir.as_os_str()])
             .args(["--daemonize", "no", "--loglevel", "warning"])
             .stdin(Stdio::null())
@@ -56,13 +58,13 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + PATIENCE;
         while !self.pong() {
-            assert!(Instant::now() < deadline, "redis-server on port {} never answered PING", self.port);
+            assert!(Instant::now() < deadline, "redis-server on port {} never answered PING", self.port.port);
             thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn pong(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port.port)) else { return false };
         s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
         let mut reply = [0; 7];
         s.write_all(b"PING\r\n").is_ok() && std::io::Read::read_exact(&mut s, &mut reply).is_ok() && &reply == b"+PONG\r\n"
@@ -84,7 +86,7 @@ impl Redis {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://127.0.0.1:{}", self.port.port)
     }
 }
 
@@ -93,10 +95,6 @@ impl Drop for Redis {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A chat host on `url`; waits until it says it is connected, if `connected`.
@@ -245,7 +243,8 @@ fn chat_survives_a_redis_restart_and_crosses_again_within_two_seconds() {
 
 #[test]
 fn serve_starts_without_redis_and_connects_when_it_comes_up() {
-    let port = free_port();
+    let reserved = ReservedPort::new();
+    let port = reserved.port;
     let url = format!("redis://127.0.0.1:{port}");
     // Host B has its hub in its config file's [serve] table instead of --hub.
     let dir = std::env::temp_dir().join(format!("switchboard-multihost-{}-{port}", std::process::id()));
@@ -264,7 +263,7 @@ fn serve_starts_without_redis_and_connects_when_it_comes_up() {
     a2.send("local only\n");
     assert_eq!(a1.line(), format!("[{}] local only", a2.addr));
 
-    let _redis = Redis::start_on(port);
+    let _redis = Redis::start_on(reserved);
     a.wait_for_log(CONNECTED);
     b.wait_for_log(CONNECTED);
     let mut b1 = join(b.addr(0), &mut [&mut a1, &mut a2]);

@@ -3,10 +3,11 @@
 //! not in --proxy-from, no header, garbage).
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::ports::ReservedPort;
 use crate::support::*;
 
 fn chat_behind_proxy(proxy_from: &str) -> Server {
@@ -93,6 +94,8 @@ fn without_a_valid_header_or_from_elsewhere_the_connection_is_refused_and_counte
 /// HAProxy in TCP mode on a free port, sending PROXY v2 to `backend`.
 pub struct Haproxy {
     child: Child,
+    /// Its port, held for it (see [`ReservedPort`]).
+    _port: ReservedPort,
     /// Where it listens.
     pub addr: SocketAddr,
     /// The client address of the connection that found HAProxy listening (chat saw it
@@ -107,7 +110,8 @@ impl Haproxy {
             Command::new("haproxy").arg("-v").output().is_ok_and(|o| o.status.success()),
             "haproxy is required (Debian's haproxy package; .ci/run installs it)"
         );
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let reserved = ReservedPort::new();
+        let port = reserved.port;
         let dir = std::env::temp_dir().join(format!("switchboard-e2e-haproxy-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("haproxy.cfg");
@@ -136,7 +140,7 @@ impl Haproxy {
             assert!(Instant::now() < deadline, "haproxy did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(50));
         };
-        Haproxy { child, addr, probe }
+        Haproxy { child, _port: reserved, addr, probe }
     }
 }
 
