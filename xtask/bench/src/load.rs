@@ -15,6 +15,9 @@ use tokio::task::JoinSet;
 use crate::rounds::Merge;
 
 pub use crate::stats::{Errors, Latencies, LoopOutcome};
+pub use tls::{TlsClient, tls_handshakes, tls_rtt, tls_stream_echo};
+
+mod tls;
 
 /// Longest wait for a connection to be established.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -196,12 +199,23 @@ impl StreamOutcome {
 /// the echo concurrently; then each closes its sending side and reads until the server
 /// closes (within `OP_TIMEOUT`).
 pub async fn stream_echo(addr: SocketAddr, conns: usize, write_size: usize, duration: Duration) -> StreamOutcome {
+    stream_echo_over(conns, write_size, duration, move || async move { Ok(connect(addr).await?.into_split()) }).await
+}
+
+/// [`stream_echo`] over the connections `open` makes, each as its read and write halves.
+pub async fn stream_echo_over<O, OF, R, W>(conns: usize, write_size: usize, duration: Duration, open: O) -> StreamOutcome
+where
+    O: Fn() -> OF,
+    OF: Future<Output = Result<(R, W)>> + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let start = Instant::now();
     let deadline = start + duration;
     let chunk: Arc<[u8]> = (0..write_size).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
     let mut set = JoinSet::new();
     for _ in 0..conns {
-        set.spawn(one_stream(addr, chunk.clone(), deadline));
+        set.spawn(one_stream(open(), chunk.clone(), deadline));
     }
     let mut outcome = StreamOutcome::default();
     let mut last = start;
@@ -223,8 +237,12 @@ pub async fn stream_echo(addr: SocketAddr, conns: usize, write_size: usize, dura
 }
 
 /// One bulk echo connection: (sent, received, when the echo ended).
-async fn one_stream(addr: SocketAddr, chunk: Arc<[u8]>, deadline: Instant) -> Result<(u64, u64, Instant)> {
-    let (mut rd, mut wr) = connect(addr).await?.into_split();
+async fn one_stream<R, W>(open: impl Future<Output = Result<(R, W)>>, chunk: Arc<[u8]>, deadline: Instant) -> Result<(u64, u64, Instant)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = open.await?;
     let writer = tokio::spawn(async move {
         let mut sent = 0u64;
         while Instant::now() < deadline {
@@ -352,72 +370,4 @@ mod tests {
         assert_eq!(&e.reply[..6], b"Echo=>");
         assert_eq!(&e.reply[6..], &e.request[..]);
     }
-}
-
-/// A TLS client for the tls scenario: trusts one CA, names the server `localhost`.
-#[derive(Clone)]
-pub struct TlsClient(tokio_rustls::TlsConnector);
-
-impl TlsClient {
-    /// A client trusting the CA certificate in PEM file `ca`.
-    pub fn new(ca: &std::path::Path) -> Result<TlsClient> {
-        use rustls_pki_types::CertificateDer;
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca).context("reading the CA")? {
-            roots.add(cert.context("reading the CA")?)?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(TlsClient(tokio_rustls::TlsConnector::from(Arc::new(config))))
-    }
-
-    /// Connects and handshakes (a full handshake every time: no resumption is offered).
-    pub async fn connect(&self, addr: SocketAddr) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
-        let tcp = connect(addr).await?;
-        let name = rustls_pki_types::ServerName::try_from("localhost")?;
-        bounded(OP_TIMEOUT, self.0.connect(name, tcp)).await.context("TLS handshake")
-    }
-}
-
-/// [`rtt`] over TLS connections (handshaken once each).
-pub async fn tls_rtt(addr: SocketAddr, client: TlsClient, conns: usize, duration: Duration, exchange: Exchange) -> LoopOutcome {
-    closed_loop(
-        conns,
-        duration,
-        move || {
-            let client = client.clone();
-            async move { client.connect(addr).await }
-        },
-        move |mut stream| {
-            let exchange = exchange.clone();
-            async move {
-                let latency = exchange.run(&mut stream).await?;
-                Ok((stream, latency))
-            }
-        },
-    )
-    .await
-}
-
-/// [`connrate`] over TLS: connect + full handshake + one exchange + close, per worker.
-pub async fn tls_handshakes(addr: SocketAddr, client: TlsClient, workers: usize, duration: Duration, exchange: Exchange) -> LoopOutcome {
-    closed_loop(
-        workers,
-        duration,
-        || async { Ok(()) },
-        move |()| {
-            let (client, exchange) = (client.clone(), exchange.clone());
-            async move {
-                let start = Instant::now();
-                let mut stream = client.connect(addr).await?;
-                exchange.run(&mut stream).await?;
-                drop(stream);
-                Ok(((), start.elapsed()))
-            }
-        },
-    )
-    .await
 }

@@ -151,13 +151,13 @@ impl Launcher {
         ServerSpec::new(Side::Switchboard, command, format!("switchboard {plugin}.wasm {}", extra.join(" ")))
     }
 
-    /// `switchboard serve --plugin PLUGINS/NAME.wasm@tls:127.0.0.1:0 --tls NAME=CERT,KEY`.
-    pub fn switchboard_tls(&self, plugin: &str, cert: &Path, key: &Path) -> ServerSpec {
+    /// `switchboard serve --plugin PLUGINS/NAME.wasm@tls:127.0.0.1:0 --tls NAME=CERT,KEY EXTRA...`.
+    pub fn switchboard_tls(&self, plugin: &str, cert: &Path, key: &Path, extra: &[&str]) -> ServerSpec {
         let wasm = self.plugins.join(format!("{plugin}.wasm"));
         let mut command = Command::new(&self.switchboard);
         let tls = format!("{plugin}={},{}", cert.display(), key.display());
-        command.arg("serve").arg("--plugin").arg(format!("{}@tls:127.0.0.1:0", wasm.display())).arg("--tls").arg(&tls);
-        ServerSpec::new(Side::Switchboard, command, format!("switchboard {plugin}.wasm@tls: --tls {plugin}=CERT,KEY"))
+        command.arg("serve").arg("--plugin").arg(format!("{}@tls:127.0.0.1:0", wasm.display())).arg("--tls").arg(&tls).args(extra);
+        ServerSpec::new(Side::Switchboard, command, format!("switchboard {plugin}.wasm@tls: --tls {plugin}=CERT,KEY {}", extra.join(" ")))
     }
 
     /// `switchboard serve --plugin PLUGINS/NAME.wasm@127.0.0.1:0 --admin 127.0.0.1:0`;

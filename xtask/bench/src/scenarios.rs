@@ -24,9 +24,10 @@ pub const CONNRATE_WORKERS: usize = 8;
 pub const MESSAGE: usize = 32;
 /// The echo plugin's default prefix.
 pub const PREFIX: &[u8] = b"Echo=>";
-/// Connections and write size in the stream scenario.
-const STREAM_CONNS: usize = 4;
-const STREAM_WRITE: usize = 64 << 10;
+/// Connections in the stream scenario (and tls's bulk echo)...
+pub const STREAM_CONNS: usize = 4;
+/// ...and the size of each of their writes.
+pub const STREAM_WRITE: usize = 64 << 10;
 /// Idle scenario: connects / exchanges in flight at once.
 const IDLE_CONNECTS_IN_FLIGHT: usize = 64;
 const IDLE_ANSWERS_IN_FLIGHT: usize = 256;

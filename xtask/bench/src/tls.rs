@@ -1,7 +1,7 @@
 //! tls: echo over TLS 1.3, switchboard's `tls:` listener against a plain tokio-rustls
 //! echo (both on ring, both with the same certificate, made here with `openssl req`):
-//! request/response over persistent TLS connections (rtt), and full handshakes per
-//! second (connect + handshake + one exchange + close).
+//! request/response over persistent TLS connections (rtt), full handshakes per second
+//! (connect + handshake + one exchange + close), and bulk echo (stream's load over TLS).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,10 +9,10 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::{BaselineKind, Scenario};
-use crate::harness::{Bench, secs};
+use crate::harness::{Bench, note_errors, progress, secs};
 use crate::load::{self, Exchange, TlsClient};
-use crate::report::{Goal, Report, Row, Unit};
-use crate::scenarios::{CONNRATE_WORKERS, MESSAGE, PREFIX, RTT_CONNS};
+use crate::report::{Goal, Report, Row, Unit, figure};
+use crate::scenarios::{CONNRATE_WORKERS, MESSAGE, PREFIX, RTT_CONNS, STREAM_CONNS, STREAM_WRITE};
 
 /// Runs `openssl ARGS`.
 fn openssl(args: &[&str]) -> Result<()> {
@@ -42,7 +42,8 @@ fn certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
 }
 
 impl Bench<'_> {
-    /// tls: TLS rtt (8 connections × 32 B) and handshakes/s (8 workers).
+    /// tls: TLS rtt (8 connections × 32 B), handshakes/s (8 workers) and bulk MB/s (4
+    /// connections × 64 KiB writes, no prefix).
     pub async fn tls(&self, report: &mut Report) -> Result<Vec<Row>> {
         let (ca, cert, key) = certificates(self.work)?;
         let client = TlsClient::new(&ca)?;
@@ -50,7 +51,7 @@ impl Bench<'_> {
         let specs = || {
             vec![
                 self.launcher.tokio(BaselineKind::TlsEcho, &["--prefix=Echo=>", &cert_arg, &key_arg]),
-                self.launcher.switchboard_tls("echo", &cert, &key),
+                self.launcher.switchboard_tls("echo", &cert, &key, &[]),
             ]
         };
         let exchange = Exchange::new(PREFIX, MESSAGE);
@@ -64,6 +65,29 @@ impl Bench<'_> {
                 load::tls_handshakes(addr, client.clone(), CONNRATE_WORKERS, slice, exchange.clone()).await
             })
             .await;
+        let bulk_specs = vec![
+            self.launcher.tokio(BaselineKind::TlsEcho, &["--prefix=", &cert_arg, &key_arg]),
+            self.launcher.switchboard_tls("echo", &cert, &key, &["--set", "echo.PREFIX="]),
+        ];
+        let bulk = self
+            .measure_rounds(
+                report,
+                Scenario::Tls,
+                bulk_specs,
+                async |server, slice| load::tls_stream_echo(server.addr, client.clone(), STREAM_CONNS, STREAM_WRITE, slice).await,
+                |server, outcome, notes| {
+                    note_errors(notes, &outcome.errors);
+                    if outcome.received == 0 {
+                        bail!("nothing came back over TLS: {}", outcome.errors.describe());
+                    }
+                    progress(
+                        server,
+                        &format!("{} (sent {} MB)", figure(Unit::MegabytesPerSec, outcome.mb_per_sec()), outcome.sent / 1_000_000),
+                    );
+                    Ok(outcome)
+                },
+            )
+            .await;
         let s = Scenario::Tls;
         Ok(vec![
             rtt.row(s, "TLS msgs/s, 8 conns × 32 B", Unit::Rate("msgs/s"), |o| Some(o.rate())).goal(Goal::RatioAtLeast(0.85)),
@@ -71,6 +95,7 @@ impl Bench<'_> {
             handshakes
                 .row(s, "TLS handshakes/s, 8 workers (+ echo + close)", Unit::Rate("handshakes/s"), |o| Some(o.rate()))
                 .goal(Goal::RatioAtLeast(0.85)),
+            bulk.row(s, "TLS MB/s echoed, 4 conns × 64 KiB", Unit::MegabytesPerSec, |o| Some(o.mb_per_sec())).goal(Goal::RatioAtLeast(0.85)),
         ])
     }
 }
