@@ -45,7 +45,12 @@ impl Bench<'_> {
     /// tls: TLS rtt (8 connections × 32 B), handshakes/s (8 workers) and bulk MB/s (4
     /// connections × 64 KiB writes, no prefix).
     pub async fn tls(&self, report: &mut Report) -> Result<Vec<Row>> {
-        let (ca, cert, key) = certificates(self.work)?;
+        // In a folder of their own, as a deployment keeps them: the host follows the
+        // certificate files' folder for rotation, and the servers' logs are written in
+        // the work folder (each log line would wake the host's watcher).
+        let dir = self.work.join("tls");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (ca, cert, key) = certificates(&dir)?;
         let client = TlsClient::new(&ca)?;
         let (cert_arg, key_arg) = (format!("--cert={}", cert.display()), format!("--key={}", key.display()));
         let specs = || {
