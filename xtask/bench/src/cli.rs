@@ -111,8 +111,8 @@ pub enum Scenario {
     Reload,
     /// rtt and connrate without the admin plane against with it, scraped every second.
     Admin,
-    /// TLS: request/response over TLS connections, and handshakes per second, against a
-    /// plain tokio-rustls echo.
+    /// TLS: request/response over TLS connections, handshakes per second and bulk echo,
+    /// against a plain tokio-rustls echo.
     Tls,
 }
 
