@@ -304,9 +304,10 @@ fn echo_over_tls_with_openssl_s_client_and_python_ssl_on_tls_1_3_and_1_2() {
     let admin = admin_addr(&server);
     let echo = [("plugin", "echo")];
     until_value(admin, "switchboard_tls_handshakes_total", &echo, 4.0);
-    let metrics =
-        until_value(admin, "switchboard_tls_handshake_failures_total", &[("plugin", "echo"), ("reason", "server_cert_refused")], 1.0);
-    assert_eq!(metrics.value("switchboard_downstream_cx_closed_total", &[("plugin", "echo"), ("reason", "tls_handshake")]), 1.0);
+    // A connection's close is counted last, after its handshake's failure.
+    let metrics = until_value(admin, "switchboard_downstream_cx_closed_total", &[("plugin", "echo"), ("reason", "tls_handshake")], 1.0);
+    let refused = [("plugin", "echo"), ("reason", "server_cert_refused")];
+    assert_eq!(metrics.value("switchboard_tls_handshake_failures_total", &refused), 1.0);
     assert_eq!(metrics.labels("switchboard_tls_handshakes_total", &echo)["transport"], "tls");
     let log = server.stderr();
     let access = log.lines().find(|l| l.contains("switchboard::access")).expect("an access line");
@@ -365,14 +366,15 @@ fn client_certificates_required_and_optional_wrong_ca_and_expired_refused_and_co
     assert!(got.starts_with("fail "), "a certificate presented must verify even when optional: {got}");
     until_value(admin, "switchboard_tls_handshake_failures_total", &[("plugin", "tls-opt"), ("reason", "bad_client_cert")], 1.0);
 
-    let metrics = scrape(admin);
+    // Each connection's close is counted after the rest of what it did.
+    until_value(admin, "switchboard_downstream_cx_closed_total", &[("plugin", "tls-opt"), ("reason", "tls_handshake")], 1.0);
+    let metrics = until_value(admin, "switchboard_downstream_cx_closed_total", &[("plugin", "tls-req"), ("reason", "tls_handshake")], 3.0);
     let verified = |plugin: &str, result: &str| {
         metrics.value("switchboard_tls_client_cert_verifications_total", &[("plugin", plugin), ("reason", result)])
     };
     assert_eq!((verified("tls-req", "ok"), verified("tls-req", "failed"), verified("tls-req", "absent")), (1.0, 2.0, 0.0));
     assert_eq!((verified("tls-opt", "ok"), verified("tls-opt", "failed"), verified("tls-opt", "absent")), (1.0, 1.0, 1.0));
     assert_eq!(metrics.value("switchboard_tls_handshakes_total", &[("plugin", "tls-req")]), 1.0);
-    assert_eq!(metrics.value("switchboard_downstream_cx_closed_total", &[("plugin", "tls-req"), ("reason", "tls_handshake")]), 3.0);
     let log = server.stderr();
     assert!(log.contains("tls handshake failed") && log.contains("reason=no_client_cert"), "{log}");
 }

@@ -201,8 +201,10 @@ async fn converse(
                 tls: None,
             };
             let outcome = run_stream(&rt, &plugin, info.clone(), (reader, writer), closer.clone(), Pace::Line, measures).await;
-            open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));
+            let ended = Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity);
             service.account(&info, &outcome);
+            // Last, so that a line's conversation counted closed is counted in full.
+            open.ended(ended);
         }
     };
     let conversation = conversation::spawn(shared, service, Some(&entry), talk);

@@ -202,8 +202,10 @@ fn start(
                     }
                 }
             };
-            open.ended(Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity));
+            let ended = Ended::of(&outcome, &closer, SHUTTING_DOWN, &activity);
             task_service.account(&info, &outcome);
+            // Last, so that a connection counted closed is counted in full.
+            open.ended(ended);
         }
     };
     conversation::spawn(shared, service, Some(&entry), closed_at_drain_timeout(shared.drain_tokens(), Some(closer), Box::pin(talk)));

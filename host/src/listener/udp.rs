@@ -197,8 +197,9 @@ impl Listener {
             }
         };
         self.service.account(&info, &Outcome::Ok);
-        self.stats.answered();
         self.send(peer, request, &replies).await;
+        // Counted after its replies, so a scrape that sees it answered sees their bytes.
+        self.stats.answered();
     }
 
     /// Sends `replies` in order while they fit the peer's allowance and the amplification cap.

@@ -181,9 +181,11 @@ impl ListenerStats {
         Counters::bump(&self.refused[why as usize]);
     }
 
-    /// Counts a datagram the plugin answered.
+    /// Counts a datagram the plugin answered, once its replies are sent and counted:
+    /// the release pairs with [`snapshot`](Self::snapshot)'s acquire, so a snapshot that
+    /// sees the datagram answered sees the bytes it was answered with.
     pub(crate) fn answered(&self) {
-        Counters::bump(&self.answered);
+        self.answered.fetch_add(1, Ordering::Release);
     }
 
     /// Counts a datagram (or a reply) dropped.
@@ -209,12 +211,15 @@ impl ListenerStats {
     /// The current values.
     pub(crate) fn snapshot(&self) -> ListenerSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        // Acquired before the rest is read (see `Open::ended` and `answered`).
+        let ended = Ended::ALL.iter().map(|e| (e.name(), self.ended[e.index()].load(Ordering::Acquire))).collect();
+        let answered = self.answered.load(Ordering::Acquire);
         ListenerSnapshot {
             accepted: get(&self.accepted),
             active: get(&self.active),
-            ended: Ended::ALL.iter().map(|e| (e.name(), get(&self.ended[e.index()]))).collect(),
+            ended,
             refused: Refusal::ALL.iter().map(|r| (r.name(), get(&self.refused[*r as usize]))).collect(),
-            answered: get(&self.answered),
+            answered,
             dropped: Dropped::ALL.iter().map(|d| (d.name(), get(&self.dropped[*d as usize]))).collect(),
             bytes_in: get(&self.traffic.received),
             bytes_out: get(&self.traffic.sent),
@@ -234,10 +239,16 @@ pub(crate) struct Open {
 }
 
 impl Open {
-    /// Counts how the conversation ended and how long it lasted.
-    pub(crate) fn ended(&self, how: Ended) {
-        Counters::bump(&self.stats.ended[how.index()]);
+    /// Closes the conversation in the counts: how long it lasted, that it is no longer
+    /// active, and last how it ended. Called after everything else about the
+    /// conversation is counted (its bytes, its outcome); the ending is released after
+    /// the rest and [`ListenerStats::snapshot`] acquires it first, so a scrape that counts
+    /// a conversation closed counts all of it.
+    pub(crate) fn ended(self, how: Ended) {
         self.stats.duration.observe(self.since.elapsed());
+        let stats = Arc::clone(&self.stats);
+        drop(self);
+        stats.ended[how.index()].fetch_add(1, Ordering::Release);
     }
 }
 
@@ -262,7 +273,6 @@ mod tests {
         assert_eq!(stats.snapshot().active, 1);
         Activity::counted(stats.traffic.clone()).received(5);
         open.ended(Ended::Remote);
-        drop(open);
         stats.refused(Refusal::PerIp);
         stats.dropped(Dropped::ReflectorPort);
         stats.dropped(Dropped::PluginFailed);
