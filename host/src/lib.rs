@@ -32,9 +32,9 @@
 //! ```
 //!
 //! Dependencies point one way: app → control → listener → service → admission →
-//! session → instance → guest → config → util. The binary (`main.rs` + `cli.rs`) turns
-//! the command line into [`config`] values and calls [`app`]; nothing in the library
-//! knows about the command line.
+//! session → instance → guest → config → util. The binary (`main.rs` + `cli.rs`, with
+//! the subcommands' flags in `cli/`) turns the command line into [`config`] values and
+//! calls [`app`]; nothing in the library knows about the command line.
 
 #![deny(missing_docs)]
 

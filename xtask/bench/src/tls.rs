@@ -100,7 +100,8 @@ impl Bench<'_> {
             handshakes
                 .row(s, "TLS handshakes/s, 8 workers (+ echo + close)", Unit::Rate("handshakes/s"), |o| Some(o.rate()))
                 .goal(Goal::RatioAtLeast(0.85)),
-            bulk.row(s, "TLS MB/s echoed, 4 conns × 64 KiB", Unit::MegabytesPerSec, |o| Some(o.mb_per_sec())).goal(Goal::RatioAtLeast(0.85)),
+            bulk.row(s, "TLS MB/s echoed, 4 conns × 64 KiB", Unit::MegabytesPerSec, |o| Some(o.mb_per_sec()))
+                .goal(Goal::RatioAtLeast(0.85)),
         ])
     }
 }
