@@ -250,6 +250,7 @@ fn datagrams_are_counted_answered_with_their_bytes() {
     let metrics = until_value(admin, "switchboard_udp_datagrams_answered_total", &udp, 3.0);
     assert_eq!(metrics.value("switchboard_downstream_cx_rx_bytes_total", &udp), 12.0);
     assert_eq!(metrics.value("switchboard_downstream_cx_tx_bytes_total", &udp), 30.0);
+    assert_eq!(metrics.value("switchboard_downstream_cx_active", &udp), 0.0, "an answered datagram is no longer active");
     assert_eq!(metrics.value("switchboard_instantiation_seconds_count", &udp), 3.0);
     assert_eq!(metrics.value("switchboard_udp_datagrams_dropped_total", &udp), 0.0, "summed over every reason");
 }

@@ -185,7 +185,7 @@ impl Listener {
 
     /// Runs the plugin on one datagram and sends back the replies that fit.
     async fn answer(&self, peer: SocketAddr, payload: Vec<u8>) {
-        let _open = self.stats.started();
+        let open = self.stats.started();
         let info = conversation::info(&self.shared.rt, Transport::Udp, Role::Accepted, conversation::show(peer), self.local.clone());
         let plugin = self.service.current();
         let request = payload.len();
@@ -198,7 +198,9 @@ impl Listener {
         };
         self.service.account(&info, &Outcome::Ok);
         self.send(peer, request, &replies).await;
-        // Counted after its replies, so a scrape that sees it answered sees their bytes.
+        // Counted after its replies and its end, so a scrape that sees it answered sees
+        // their bytes and no longer counts it active.
+        drop(open);
         self.stats.answered();
     }
 
