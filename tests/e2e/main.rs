@@ -26,6 +26,7 @@ mod running;
 mod serial;
 mod support;
 mod tls;
+mod tls_peers;
 mod tls_session;
 mod transcripts;
 mod udp;

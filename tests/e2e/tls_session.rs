@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 
 use crate::support::*;
-use crate::tls::{Pki, Usage};
+use crate::tls_peers::{Pki, Usage, python};
 
 /// `openssl s_client` to `addr` with ARGS, verifying the server against `ca`; returns
 /// what the plugin wrote before it closed.
@@ -88,8 +88,7 @@ fn sni_alpn_version_and_cipher_reach_the_plugin_and_plain_tcp_sees_none() {
         ip = tls.ip(),
         port = tls.port()
     );
-    let python = std::env::var("SWITCHBOARD_E2E_PYTHON").expect("SWITCHBOARD_E2E_PYTHON is not set: run `cargo xtask test`");
-    let out = Command::new(python).args(["-c", &script]).stdin(Stdio::null()).output().unwrap();
+    let out = Command::new(python()).args(["-c", &script]).stdin(Stdio::null()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "python ssl client: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!((field(&text, "server-name"), field(&text, "alpn")), ("localhost", "sb/2"), "{text}");
