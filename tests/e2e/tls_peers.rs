@@ -54,23 +54,7 @@ impl Pki {
     /// A self-signed CA: NAME.pem and NAME.key.
     pub(crate) fn ca(&self, name: &str) {
         let (pem, key, subject) = (self.path(&format!("{name}.pem")), self.path(&format!("{name}.key")), format!("/CN={name}"));
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-days",
-            "30",
-            "-subj",
-            &subject,
-        ]);
+        openssl(&self_signed(&key, &pem, &subject));
     }
 
     /// A certificate NAME.pem (key NAME.key) issued by the CA `ca`, valid for 30 days.
@@ -87,29 +71,8 @@ impl Pki {
     pub(crate) fn leaf_as(&self, name: &str, ca: &str, subject: &str, extensions: &[&str]) {
         let (pem, key) = (self.path(&format!("{name}.pem")), self.path(&format!("{name}.key")));
         let (ca_pem, ca_key) = (self.path(&format!("{ca}.pem")), self.path(&format!("{ca}.key")));
-        let mut args = vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-days",
-            "30",
-            "-subj",
-            subject,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ];
+        let mut args = self_signed(&key, &pem, subject);
+        args.extend(["-CA", &ca_pem, "-CAkey", &ca_key, "-addext", "basicConstraints=critical,CA:FALSE"]);
         for extension in extensions {
             args.extend(["-addext", extension]);
         }
@@ -172,6 +135,13 @@ impl Pki {
         let out = openssl(&["x509", "-in", &self.path(&format!("{name}.pem")), "-noout", "-fingerprint", "-sha256"]);
         out.trim().rsplit('=').next().unwrap().replace(':', "").to_lowercase()
     }
+}
+
+/// `openssl req` arguments for a new P-256 key in `key` and a certificate in `pem` for
+/// `subject`, valid for 30 days: self-signed as they are, issued by a CA with `-CA`.
+fn self_signed<'a>(key: &'a str, pem: &'a str, subject: &'a str) -> Vec<&'a str> {
+    let curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    [&["req", "-x509"][..], &curve, &["-keyout", key, "-out", pem, "-days", "30", "-subj", subject]].concat()
 }
 
 impl Drop for Pki {
